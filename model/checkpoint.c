@@ -1,0 +1,401 @@
+/* checkpoint.c - model folders in HDF5 (see model.h and docs/model-format.md).
+ *
+ * Writers store integer attributes as scalar int64 and strings as variable-length UTF-8.
+ * Readers accept any integer type, and fixed- or variable-length strings. HDF5's own error
+ * stack printing is switched off; every failure is reported once, in our words, naming the file
+ * and the attribute or dataset. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model/model.h"
+#include "mpi/log.h"
+
+#define H5_CHECK(call, ...)                                               \
+  do {                                                                    \
+    if ((call) < 0) {                                                     \
+      PAI_ERR(__VA_ARGS__);                                               \
+      PAI_ERR("  failing call: %s (%s:%d)", #call, __FILE__, __LINE__);   \
+      rc = PAI_ERR_IO;                                                    \
+      goto fail;                                                          \
+    }                                                                     \
+  } while (0)
+
+static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+void pai_folder_name(const char *folder, char *out, size_t out_len) {
+  size_t n = strlen(folder);
+  while (n > 1 && folder[n - 1] == '/') n--;
+  size_t start = n;
+  while (start > 0 && folder[start - 1] != '/') start--;
+  size_t len = n - start;
+  if (len >= out_len) len = out_len - 1;
+  memcpy(out, folder + start, len);
+  out[len] = 0;
+}
+
+int pai_mkdir_p(const char *path) {
+  char buf[PAI_PATH_LEN];
+  if (strlen(path) >= sizeof buf) {
+    PAI_ERR("path too long: %s", path);
+    return PAI_ERR_IO;
+  }
+  strcpy(buf, path);
+  for (char *s = buf + 1;; s++) {
+    if (*s == '/' || *s == 0) {
+      char c = *s;
+      *s = 0;
+      if (buf[0] && mkdir(buf, 0777) != 0 && errno != EEXIST) {
+        PAI_ERR("cannot create directory %s: %s", buf, strerror(errno));
+        return PAI_ERR_IO;
+      }
+      *s = c;
+      if (!c) break;
+    }
+  }
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    PAI_ERR("%s exists and is not a directory", path);
+    return PAI_ERR_IO;
+  }
+  return 0;
+}
+
+int pai_model_create(pai_model *m, const pai_config *cfg) {
+  memset(m, 0, sizeof *m);
+  PAI_TRY(pai_config_check(cfg, "model"));
+  m->cfg = *cfg;
+  return pai_params_init(&m->params, cfg);
+}
+
+void pai_model_free(pai_model *m) {
+  pai_params_free(&m->params);
+  memset(m, 0, sizeof *m);
+}
+
+/* ---- reading ---------------------------------------------------------------------------------- */
+
+/* Reads an integer attribute holding `n` values (n = 1: a scalar or a 1-element array).
+ * n_out (may be NULL) receives the number of values when the attribute is an array. */
+static int read_int_attr(hid_t file, const char *path, const char *name, int64_t *v, int max_n,
+                         int *n_out) {
+  int rc = 0;
+  hid_t a = -1, type = -1, space = -1;
+  if (H5Aexists(file, name) <= 0) {
+    PAI_ERR("%s: missing root attribute '%s'", path, name);
+    return PAI_ERR_INPUT;
+  }
+  H5_CHECK(a = H5Aopen(file, name, H5P_DEFAULT), "%s: cannot open attribute '%s'", path, name);
+  H5_CHECK(type = H5Aget_type(a), "%s: attribute '%s'", path, name);
+  H5_CHECK(space = H5Aget_space(a), "%s: attribute '%s'", path, name);
+  hssize_t n = H5Sget_simple_extent_npoints(space);
+  if (H5Tget_class(type) != H5T_INTEGER || n < 1 || n > max_n || (n_out == NULL && n != 1)) {
+    PAI_ERR("%s: root attribute '%s' must be %s", path, name,
+            n_out ? "an integer array" : "one integer");
+    rc = PAI_ERR_INPUT;
+    goto fail;
+  }
+  H5_CHECK(H5Aread(a, H5T_NATIVE_INT64, v), "%s: cannot read attribute '%s'", path, name);
+  if (n_out) *n_out = (int)n;
+fail:
+  if (space >= 0) H5Sclose(space);
+  if (type >= 0) H5Tclose(type);
+  if (a >= 0) H5Aclose(a);
+  return rc;
+}
+
+static int read_int_scalar(hid_t file, const char *path, const char *name, int *out) {
+  int64_t v;
+  PAI_TRY(read_int_attr(file, path, name, &v, 1, NULL));
+  if (v < -2147483647LL || v > 2147483647LL) {
+    PAI_ERR("%s: root attribute '%s' = %lld is out of range", path, name, (long long)v);
+    return PAI_ERR_INPUT;
+  }
+  *out = (int)v;
+  return 0;
+}
+
+static int read_double_attr(hid_t file, const char *path, const char *name, double *v) {
+  int rc = 0;
+  hid_t a = -1, type = -1, space = -1;
+  if (H5Aexists(file, name) <= 0) {
+    PAI_ERR("%s: missing root attribute '%s'", path, name);
+    return PAI_ERR_INPUT;
+  }
+  H5_CHECK(a = H5Aopen(file, name, H5P_DEFAULT), "%s: cannot open attribute '%s'", path, name);
+  H5_CHECK(type = H5Aget_type(a), "%s: attribute '%s'", path, name);
+  H5_CHECK(space = H5Aget_space(a), "%s: attribute '%s'", path, name);
+  H5T_class_t cls = H5Tget_class(type);
+  if ((cls != H5T_FLOAT && cls != H5T_INTEGER) || H5Sget_simple_extent_npoints(space) != 1) {
+    PAI_ERR("%s: root attribute '%s' must be one number", path, name);
+    rc = PAI_ERR_INPUT;
+    goto fail;
+  }
+  H5_CHECK(H5Aread(a, H5T_NATIVE_DOUBLE, v), "%s: cannot read attribute '%s'", path, name);
+fail:
+  if (space >= 0) H5Sclose(space);
+  if (type >= 0) H5Tclose(type);
+  if (a >= 0) H5Aclose(a);
+  return rc;
+}
+
+/* Reads a string-array attribute (fixed or variable length) into names[0..n). */
+static int read_names_attr(hid_t file, const char *path, const char *name,
+                           char names[][PAI_NAME_LEN], int n_expected) {
+  int rc = 0;
+  hid_t a = -1, type = -1, space = -1, mem = -1;
+  char *buf = NULL;
+  char **vbuf = NULL;
+  H5_CHECK(a = H5Aopen(file, name, H5P_DEFAULT), "%s: cannot open attribute '%s'", path, name);
+  H5_CHECK(type = H5Aget_type(a), "%s: attribute '%s'", path, name);
+  H5_CHECK(space = H5Aget_space(a), "%s: attribute '%s'", path, name);
+  hssize_t n = H5Sget_simple_extent_npoints(space);
+  if (H5Tget_class(type) != H5T_STRING || n != n_expected) {
+    PAI_ERR("%s: root attribute '%s' must hold %d strings (one per head)", path, name, n_expected);
+    rc = PAI_ERR_INPUT;
+    goto fail;
+  }
+  if (H5Tis_variable_str(type) > 0) {
+    vbuf = calloc((size_t)n, sizeof *vbuf);
+    H5_CHECK(mem = H5Tcopy(H5T_C_S1), "%s", path);
+    H5_CHECK(H5Tset_size(mem, H5T_VARIABLE), "%s", path);
+    H5_CHECK(H5Tset_cset(mem, H5Tget_cset(type)), "%s", path);   /* ASCII or UTF-8 as stored */
+    H5_CHECK(H5Aread(a, mem, vbuf), "%s: cannot read attribute '%s'", path, name);
+    for (int i = 0; i < n; i++) snprintf(names[i], PAI_NAME_LEN, "%s", vbuf[i] ? vbuf[i] : "");
+    H5Dvlen_reclaim(mem, space, H5P_DEFAULT, vbuf);
+  } else {
+    size_t len = H5Tget_size(type);
+    buf = calloc((size_t)n, len + 1);
+    H5_CHECK(mem = H5Tcopy(H5T_C_S1), "%s", path);
+    H5_CHECK(H5Tset_size(mem, len + 1), "%s", path);
+    H5_CHECK(H5Tset_cset(mem, H5Tget_cset(type)), "%s", path);
+    H5_CHECK(H5Aread(a, mem, buf), "%s: cannot read attribute '%s'", path, name);
+    for (int i = 0; i < n; i++) snprintf(names[i], PAI_NAME_LEN, "%s", buf + (size_t)i * (len + 1));
+  }
+fail:
+  free(vbuf);
+  free(buf);
+  if (mem >= 0) H5Tclose(mem);
+  if (space >= 0) H5Sclose(space);
+  if (type >= 0) H5Tclose(type);
+  if (a >= 0) H5Aclose(a);
+  return rc;
+}
+
+static int read_tensor(hid_t file, const char *path, const pai_tensor *t, float *dst) {
+  int rc = 0;
+  hid_t d = -1, space = -1, type = -1;
+  if (H5Lexists(file, t->path, H5P_DEFAULT) <= 0) {
+    PAI_ERR("%s: missing dataset %s", path, t->path);
+    return PAI_ERR_INPUT;
+  }
+  H5_CHECK(d = H5Dopen2(file, t->path, H5P_DEFAULT), "%s: cannot open dataset %s", path, t->path);
+  H5_CHECK(space = H5Dget_space(d), "%s: dataset %s", path, t->path);
+  H5_CHECK(type = H5Dget_type(d), "%s: dataset %s", path, t->path);
+  hsize_t dims[4] = {0};
+  int rank = H5Sget_simple_extent_ndims(space);
+  int want_rank = t->cols > 0 ? 2 : 1;
+  if (rank == want_rank) H5Sget_simple_extent_dims(space, dims, NULL);
+  if (rank != want_rank || dims[0] != (hsize_t)t->rows ||
+      (want_rank == 2 && dims[1] != (hsize_t)t->cols)) {
+    char got[64] = "";
+    if (rank >= 1 && rank <= 4) {
+      H5Sget_simple_extent_dims(space, dims, NULL);
+      int o = snprintf(got, sizeof got, "[%llu", (unsigned long long)dims[0]);
+      for (int r = 1; r < rank && o < 50; r++)
+        o += snprintf(got + o, sizeof got - o, ", %llu", (unsigned long long)dims[r]);
+      snprintf(got + o, sizeof got - o, "]");
+    } else {
+      snprintf(got, sizeof got, "rank %d", rank);
+    }
+    if (t->cols > 0)
+      PAI_ERR("%s: dataset %s has shape %s, expected [%d, %d] from the root attributes", path,
+              t->path, got, t->rows, t->cols);
+    else
+      PAI_ERR("%s: dataset %s has shape %s, expected [%d] from the root attributes", path,
+              t->path, got, t->rows);
+    rc = PAI_ERR_INPUT;
+    goto fail;
+  }
+  if (H5Tget_class(type) != H5T_FLOAT) {
+    PAI_ERR("%s: dataset %s is not floating point", path, t->path);
+    rc = PAI_ERR_INPUT;
+    goto fail;
+  }
+  H5_CHECK(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst),
+           "%s: cannot read dataset %s (file truncated or damaged?)", path, t->path);
+fail:
+  if (type >= 0) H5Tclose(type);
+  if (space >= 0) H5Sclose(space);
+  if (d >= 0) H5Dclose(d);
+  return rc;
+}
+
+int pai_model_load(pai_model *m, const char *folder) {
+  int rc = 0;
+  hid_t file = -1;
+  char path[PAI_PATH_LEN];
+  memset(m, 0, sizeof *m);
+  h5_quiet();
+  struct stat st;
+  if (stat(folder, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    PAI_ERR("model folder %s does not exist or is not a directory", folder);
+    return PAI_ERR_IO;
+  }
+  size_t flen = strlen(folder);
+  while (flen > 1 && folder[flen - 1] == '/') flen--;   /* "m/" and "m" name the same file */
+  snprintf(path, sizeof path, "%.*s/model.h5", (int)flen, folder);
+  if (access(path, R_OK) != 0) {
+    PAI_ERR("model folder %s has no readable model.h5 (%s)", folder, strerror(errno));
+    return PAI_ERR_IO;
+  }
+  if (H5Fis_hdf5(path) <= 0) {
+    PAI_ERR("%s is not an HDF5 file (truncated or damaged?)", path);
+    return PAI_ERR_INPUT;
+  }
+  file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (file < 0) {
+    PAI_ERR("%s: cannot open as HDF5 (truncated or damaged?)", path);
+    return PAI_ERR_INPUT;
+  }
+  pai_config cfg;
+  pai_config_defaults(&cfg);
+  int version = 0;
+  PAI_CHECK(read_int_scalar(file, path, "format_version", &version));
+  if (version != 1) {
+    PAI_ERR("%s: format_version %d is not supported (this build reads 1)", path, version);
+    rc = PAI_ERR_INPUT;
+    goto fail;
+  }
+  PAI_CHECK(read_int_scalar(file, path, "num_blocks", &cfg.num_blocks));
+  PAI_CHECK(read_int_scalar(file, path, "model_dim", &cfg.model_dim));
+  PAI_CHECK(read_int_scalar(file, path, "kernel_size", &cfg.kernel_size));
+  PAI_CHECK(read_int_scalar(file, path, "shortcut_freq", &cfg.shortcut_freq));
+  PAI_CHECK(read_int_scalar(file, path, "input_length", &cfg.input_length));
+  PAI_CHECK(read_int_scalar(file, path, "output_length", &cfg.output_length));
+  PAI_CHECK(read_double_attr(file, path, "bn_epsilon", &cfg.bn_epsilon));
+  int64_t dims[PAI_MAX_HEADS];
+  PAI_CHECK(read_int_attr(file, path, "output_dims", dims, PAI_MAX_HEADS, &cfg.n_heads));
+  for (int j = 0; j < cfg.n_heads; j++)
+    cfg.output_dims[j] = dims[j] > 0 && dims[j] < 1000000 ? (int)dims[j] : 0;
+  if (H5Aexists(file, "head_names") > 0) {
+    PAI_CHECK(read_names_attr(file, path, "head_names", cfg.head_names, cfg.n_heads));
+  } else {
+    for (int j = 0; j < cfg.n_heads; j++)
+      snprintf(cfg.head_names[j], PAI_NAME_LEN, j == 0 ? "human" : "head_%d", j);
+  }
+  PAI_CHECK(pai_config_check(&cfg, path));
+  PAI_CHECK(pai_model_create(m, &cfg));
+  for (int t = 0; t < m->params.n_tensors; t++)
+    PAI_CHECK(read_tensor(file, path, &m->params.tensors[t],
+                          m->params.data + m->params.tensors[t].offset));
+  H5Fclose(file);
+  return 0;
+fail:
+  if (file >= 0) H5Fclose(file);
+  pai_model_free(m);
+  return rc < 0 ? rc : PAI_ERR_INPUT;
+}
+
+/* ---- writing ---------------------------------------------------------------------------------- */
+
+static int write_int_attr(hid_t file, const char *path, const char *name, const int64_t *v,
+                          int n, int scalar) {
+  int rc = 0;
+  hid_t space = -1, a = -1;
+  hsize_t dim = (hsize_t)n;
+  H5_CHECK(space = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL), "%s", path);
+  H5_CHECK(a = H5Acreate2(file, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT),
+           "%s: cannot create attribute '%s'", path, name);
+  H5_CHECK(H5Awrite(a, H5T_NATIVE_INT64, v), "%s: cannot write attribute '%s'", path, name);
+fail:
+  if (a >= 0) H5Aclose(a);
+  if (space >= 0) H5Sclose(space);
+  return rc;
+}
+
+static int write_attrs(hid_t file, const char *path, const pai_config *c) {
+  int rc = 0;
+  hid_t space = -1, a = -1, strtype = -1;
+  const struct { const char *name; int64_t v; } ints[] = {
+      {"format_version", 1},           {"num_blocks", c->num_blocks},
+      {"model_dim", c->model_dim},     {"kernel_size", c->kernel_size},
+      {"shortcut_freq", c->shortcut_freq}, {"input_length", c->input_length},
+      {"output_length", c->output_length},
+  };
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+    PAI_CHECK(write_int_attr(file, path, ints[i].name, &ints[i].v, 1, 1));
+  int64_t dims[PAI_MAX_HEADS];
+  for (int j = 0; j < c->n_heads; j++) dims[j] = c->output_dims[j];
+  PAI_CHECK(write_int_attr(file, path, "output_dims", dims, c->n_heads, 0));
+
+  H5_CHECK(space = H5Screate(H5S_SCALAR), "%s", path);
+  H5_CHECK(a = H5Acreate2(file, "bn_epsilon", H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT),
+           "%s: cannot create attribute 'bn_epsilon'", path);
+  H5_CHECK(H5Awrite(a, H5T_NATIVE_DOUBLE, &c->bn_epsilon), "%s: bn_epsilon", path);
+  H5Aclose(a);
+  H5Sclose(space);
+  a = space = -1;
+
+  const char *names[PAI_MAX_HEADS];
+  for (int j = 0; j < c->n_heads; j++) names[j] = c->head_names[j];
+  hsize_t n = (hsize_t)c->n_heads;
+  H5_CHECK(strtype = H5Tcopy(H5T_C_S1), "%s", path);
+  H5_CHECK(H5Tset_size(strtype, H5T_VARIABLE), "%s", path);
+  H5_CHECK(H5Tset_cset(strtype, H5T_CSET_UTF8), "%s", path);
+  H5_CHECK(space = H5Screate_simple(1, &n, NULL), "%s", path);
+  H5_CHECK(a = H5Acreate2(file, "head_names", strtype, space, H5P_DEFAULT, H5P_DEFAULT),
+           "%s: cannot create attribute 'head_names'", path);
+  H5_CHECK(H5Awrite(a, strtype, names), "%s: head_names", path);
+fail:
+  if (a >= 0) H5Aclose(a);
+  if (space >= 0) H5Sclose(space);
+  if (strtype >= 0) H5Tclose(strtype);
+  return rc;
+}
+
+int pai_model_save(const pai_model *m, const char *folder) {
+  int rc = 0;
+  hid_t file = -1, lcpl = -1;
+  char path[PAI_PATH_LEN + 32], tmp[PAI_PATH_LEN + 64];
+  h5_quiet();
+  PAI_TRY(pai_mkdir_p(folder));
+  snprintf(path, sizeof path, "%s/model.h5", folder);
+  snprintf(tmp, sizeof tmp, "%s/.model.h5.tmp.%ld", folder, (long)getpid());
+  H5_CHECK(file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+           "cannot create %s", tmp);
+  PAI_CHECK(write_attrs(file, tmp, &m->cfg));
+  H5_CHECK(lcpl = H5Pcreate(H5P_LINK_CREATE), "%s", tmp);
+  H5_CHECK(H5Pset_create_intermediate_group(lcpl, 1), "%s", tmp);
+  for (int i = 0; i < m->params.n_tensors; i++) {
+    const pai_tensor *t = &m->params.tensors[i];
+    hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
+    hid_t space = H5Screate_simple(t->cols > 0 ? 2 : 1, dims, NULL);
+    hid_t d = H5Dcreate2(file, t->path, H5T_IEEE_F32LE, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t w = d >= 0 ? H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                 m->params.data + t->offset)
+                      : -1;
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(space);
+    H5_CHECK(w, "%s: cannot write dataset %s", tmp, t->path);
+  }
+  H5_CHECK(H5Fclose(file), "cannot finish writing %s (disk full?)", tmp);
+  file = -1;
+  if (rename(tmp, path) != 0) {
+    PAI_ERR("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    rc = PAI_ERR_IO;
+    goto fail;
+  }
+  H5Pclose(lcpl);
+  return 0;
+fail:
+  if (lcpl >= 0) H5Pclose(lcpl);
+  if (file >= 0) H5Fclose(file);
+  unlink(tmp);
+  return rc;
+}

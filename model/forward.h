@@ -1,0 +1,56 @@
+/* forward.h - inference: head outputs for a batch of sequences.
+ *
+ *   pai_infer inf;
+ *   PAI_TRY(pai_infer_init(&inf, &model, max_batch, PAI_HEAD(0), PAI_DEVICE_CPU));
+ *   PAI_TRY(pai_infer_forward(&inf, codes, B, outs));    codes: (B, L) base codes
+ *   pai_infer_free(&inf);
+ *
+ * outs[j] is (B, O, T_j) float, written for each head j in the mask (others are not touched).
+ * The activation arena is sized once, in init, for max_batch sequences of the model's L.
+ *
+ * Exactness: batch norm is applied in its inference form folded into neighbouring loops, and
+ * only positions that feed the cropped output are computed. Both are exact up to float
+ * rounding (tests/test_forward_ref.py compares with an unfolded full-length reference). */
+#ifndef PAI_FORWARD_H
+#define PAI_FORWARD_H
+
+#include "model/arena.h"
+#include "model/backend.h"
+#include "model/model.h"
+
+#define PAI_HEAD(j) (1u << (j))
+#define PAI_ALL_HEADS 0xffu
+
+typedef struct {
+  float *ws, *wc, *bfull;    /* depthwise kernel with BN1 folded in: (K, D), (K, D), (D) */
+  float *scale2, *shift2;    /* BN2 as an affine map: (D), (D) */
+} pai_block_fold;
+
+typedef struct {
+  const pai_model *model;
+  pai_device device;
+  int max_batch;
+  unsigned heads_mask;
+  int *lo, *hi;              /* [N + 1]: rows of layer_i that feed the cropped outputs */
+  int chunk;                 /* rows per FFN chunk */
+  pai_block_fold *fold;      /* [N] */
+  float *fold_data;
+  pai_arena arena;
+  float *x, *m;              /* (max_batch, L, D) each: layer_i and layer_{i+1} */
+  float *gin, *t;            /* (chunk, D), (chunk, 4D): FFN scratch */
+  float *head_tmp;           /* (O, max T) */
+} pai_infer;
+
+int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsigned heads_mask,
+                   pai_device device) PAI_WUR;
+int pai_infer_forward(pai_infer *inf, const uint8_t *codes, int B, float *const *outs) PAI_WUR;
+void pai_infer_free(pai_infer *inf);
+
+/* Bytes of activations pai_infer_init will allocate. */
+size_t pai_infer_bytes(const pai_config *cfg, int max_batch);
+
+/* Floating point operations of one forward pass over the positions actually computed
+ * (multiply-add = 2), counting only the heads in the mask. */
+double pai_infer_flops(const pai_infer *inf);
+
+#endif

@@ -1,0 +1,294 @@
+/* score.c - see score.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "model/score.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "model/forward.h"
+#include "model/seq.h"
+#include "model/vartable.h"
+#include "mpi/log.h"
+#include "preprocess/fasta.h"
+
+typedef enum {
+  SCORED = 0,
+  BAD_CHROM,
+  BAD_REF_EMPTY,
+  BAD_REF_MISMATCH,
+  BAD_ALT,
+  N_OUTCOMES
+} outcome;
+
+static const char *const outcome_text[N_OUTCOMES] = {
+    "scored", "chromosome not in the FASTA", "ref empty or '-'",
+    "ref does not match the genome", "alt not A/C/G/T"};
+
+void pai_score_output_path(const char *var_file, const char *model_folder, char *out,
+                           size_t out_len) {
+  char model_name[PAI_PATH_LEN];
+  pai_folder_name(model_folder, model_name, sizeof model_name);
+  const char *slash = strrchr(var_file, '/');
+  const char *name = slash ? slash + 1 : var_file;
+  int dir_len = slash ? (int)(slash - var_file + 1) : 0;
+  /* pathlib: the suffix is the last ".xxx" of the name, unless the dot leads or ends it */
+  const char *dot = strrchr(name, '.');
+  if (dot && (dot == name || dot[1] == 0)) dot = NULL;
+  int stem_len = dot ? (int)(dot - name) : (int)strlen(name);
+  snprintf(out, out_len, "%.*s%.*s.%s%s", dir_len, var_file, stem_len, name, model_name,
+           dot ? dot : "");
+}
+
+double pai_score_from_raw(double raw) {
+  /* numpy: rint(x * 10^4) / 10^4, rint rounding half to even in the current (default) mode */
+  return tanh(nearbyint(raw * 1e4) / 1e4) + 0.0;   /* + 0.0 turns -0 into 0 */
+}
+
+/* Everything one batch needs, allocated once. */
+typedef struct {
+  int cap;                 /* variants per batch */
+  pai_variant *rows;       /* [cap] */
+  outcome *why;            /* [cap] */
+  double *raw;             /* [cap] */
+  char *ref_win, *alt_win; /* (L) scratch */
+  uint8_t *codes;          /* (2 * cap, L): ref and alt of each scorable variant */
+  int *seq_of;             /* [cap]: index of the variant's ref sequence, or -1 */
+  float *out;              /* (2 * cap, O, T0) */
+} batch_buf;
+
+/* Builds the ref and alt sequences of v into codes (2 rows of L); returns an outcome. */
+static int prepare_variant(pai_fasta *fa, const pai_variant *v, int L, char *ref_win,
+                           char *alt_win, uint8_t *codes, outcome *why) {
+  const size_t ref_len = strlen(v->ref), alt_len = strlen(v->alt);
+  if (pai_fasta_chrom_len(fa, v->chrom) < 0) {
+    *why = BAD_CHROM;
+    return 0;
+  }
+  if (ref_len == 0 || !strcmp(v->ref, "-")) {
+    *why = BAD_REF_EMPTY;
+    return 0;
+  }
+  if (!pai_is_acgt(v->alt, alt_len)) {
+    *why = BAD_ALT;
+    return 0;
+  }
+  const int64_t p = v->pos - 1;
+  PAI_TRY(pai_fasta_window(fa, v->chrom, p - L / 2, L, ref_win));
+  if ((size_t)L / 2 + ref_len > (size_t)L || strncasecmp(ref_win + L / 2, v->ref, ref_len) != 0) {
+    *why = BAD_REF_MISMATCH;
+    return 0;
+  }
+  /* alt = window[0, L/2) + alt + window[L/2 + len(ref), L), then N-padded / truncated to L */
+  memset(alt_win, 'N', (size_t)L);
+  size_t n = (size_t)L / 2;
+  memcpy(alt_win, ref_win, n);
+  size_t take = alt_len < (size_t)L - n ? alt_len : (size_t)L - n;
+  memcpy(alt_win + n, v->alt, take);
+  n += take;
+  size_t tail = (size_t)L - (size_t)L / 2 - ref_len;   /* window bases after the ref allele */
+  if (tail > (size_t)L - n) tail = (size_t)L - n;
+  memcpy(alt_win + n, ref_win + L / 2 + ref_len, tail);
+  pai_encode(codes, ref_win, (size_t)L);
+  pai_encode(codes + L, alt_win, (size_t)L);
+  if (v->strand < 0) {
+    pai_revcomp_codes(codes, (size_t)L);
+    pai_revcomp_codes(codes + L, (size_t)L);
+  }
+  *why = SCORED;
+  return 0;
+}
+
+static void batch_free(batch_buf *b) {
+  if (b->rows)
+    for (int i = 0; i < b->cap; i++) pai_variant_free(&b->rows[i]);
+  free(b->rows);
+  free(b->why);
+  free(b->raw);
+  free(b->ref_win);
+  free(b->alt_win);
+  free(b->codes);
+  free(b->seq_of);
+  free(b->out);
+  memset(b, 0, sizeof *b);
+}
+
+static int batch_init(batch_buf *b, int cap, int L, int O, int T) {
+  memset(b, 0, sizeof *b);
+  b->cap = cap;
+  b->rows = calloc((size_t)cap, sizeof *b->rows);
+  b->why = calloc((size_t)cap, sizeof *b->why);
+  b->raw = calloc((size_t)cap, sizeof *b->raw);
+  b->ref_win = malloc((size_t)L);
+  b->alt_win = malloc((size_t)L);
+  b->codes = malloc((size_t)2 * cap * L);
+  b->seq_of = calloc((size_t)cap, sizeof *b->seq_of);
+  b->out = malloc((size_t)2 * cap * O * T * sizeof(float));
+  if (!b->rows || !b->why || !b->raw || !b->ref_win || !b->alt_win || !b->codes || !b->seq_of ||
+      !b->out) {
+    batch_free(b);
+    PAI_ERR("cannot allocate a batch of %d variants (lower --batch_size)", cap);
+    return PAI_ERR_NOMEM;
+  }
+  return 0;
+}
+
+/* Counts the rows of the table for progress lines (a fast pass over the file). */
+static long count_lines(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  long n = 0;
+  char buf[1 << 16];
+  size_t got;
+  while ((got = fread(buf, 1, sizeof buf, f)) > 0)
+    for (size_t i = 0; i < got; i++) n += buf[i] == '\n';
+  fclose(f);
+  return n;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int pai_score_run(const pai_score_opts *o) {
+  int rc = 0;
+  pai_model model = {0};
+  pai_infer inf = {0};
+  pai_fasta *fa = NULL;
+  pai_vartable vt = {0};
+  batch_buf b = {0};
+  FILE *out = NULL;
+  char out_path[PAI_PATH_LEN], tmp_path[PAI_PATH_LEN + 32];
+  tmp_path[0] = 0;
+
+  if (o->input_length < 2 || o->input_length % 2) {
+    PAI_ERR("--input_length %d: must be even and positive", o->input_length);
+    return PAI_ERR_USAGE;
+  }
+  if (o->batch_size < 1) {
+    PAI_ERR("--batch_size %d: must be >= 1", o->batch_size);
+    return PAI_ERR_USAGE;
+  }
+  PAI_CHECK(pai_model_load(&model, o->model_folder));
+  const pai_config *c = &model.cfg;
+  if (o->input_length != c->input_length) {
+    PAI_ERR("--input_length %d does not match the model's input_length %d (%s/model.h5)",
+            o->input_length, c->input_length, o->model_folder);
+    rc = PAI_ERR_USAGE;
+    goto fail;
+  }
+  PAI_CHECK(pai_vartable_open(&vt, o->var_file));
+  PAI_CHECK(pai_fasta_open(&fa, o->fasta_file));
+  const int L = c->input_length, O = c->output_length, T = c->output_dims[0];
+  PAI_CHECK(pai_infer_init(&inf, &model, 2 * o->batch_size, PAI_HEAD(0), o->device));
+  PAI_CHECK(batch_init(&b, o->batch_size, L, O, T));
+
+  if (o->output && o->output[0])
+    snprintf(out_path, sizeof out_path, "%s", o->output);
+  else
+    pai_score_output_path(o->var_file, o->model_folder, out_path, sizeof out_path);
+  snprintf(tmp_path, sizeof tmp_path, "%s.tmp.%ld", out_path, (long)getpid());
+  out = fopen(tmp_path, "w");
+  if (!out) {
+    PAI_ERR("cannot write output %s: %s", tmp_path, strerror(errno));
+    tmp_path[0] = 0;
+    rc = PAI_ERR_IO;
+    goto fail;
+  }
+  fprintf(out, "%s\tscore%s\n", vt.header, o->raw ? "\traw" : "");
+
+  const long total = count_lines(o->var_file) - 1;
+  long counts[N_OUTCOMES] = {0}, done = 0;
+  const double t0 = now_s();
+  double last_report = t0;
+  PAI_INFO("scoring %s with %s (%d blocks, D %d, L %d), batch %d, %d thread(s), device %s",
+           o->var_file, o->model_folder, c->num_blocks, c->model_dim, L, o->batch_size,
+           pai_get_threads(), pai_device_name(o->device));
+  for (;;) {
+    int n = 0, n_seq = 0;
+    while (n < b.cap) {
+      int got = pai_vartable_next(&vt, &b.rows[n]);
+      if (got < 0) {
+        rc = got;
+        goto fail;
+      }
+      if (got == 0) break;
+      uint8_t *codes = b.codes + (size_t)n_seq * L;
+      PAI_CHECK(prepare_variant(fa, &b.rows[n], L, b.ref_win, b.alt_win, codes, &b.why[n]));
+      b.seq_of[n] = b.why[n] == SCORED ? n_seq : -1;
+      if (b.why[n] == SCORED) n_seq += 2;
+      n++;
+    }
+    if (n == 0) break;
+    if (n_seq) {
+      float *outs[1] = {b.out};
+      PAI_CHECK(pai_infer_forward(&inf, b.codes, n_seq, outs));
+    }
+    for (int i = 0; i < n; i++) {
+      const pai_variant *v = &b.rows[i];
+      counts[b.why[i]]++;
+      if (b.why[i] != SCORED) {
+        PAI_WARN("%s:%ld: not scored: %s (%s:%lld %s>%s)", o->var_file, v->lineno,
+                 outcome_text[b.why[i]], v->chrom, (long long)v->pos, v->ref, v->alt);
+        fprintf(out, "%s\t%s\n", v->text, o->raw ? "\t" : "");
+        continue;
+      }
+      const size_t n_out = (size_t)O * T;
+      const float *ref = b.out + (size_t)b.seq_of[i] * n_out, *alt = ref + n_out;
+      double sum = 0;
+      for (size_t e = 0; e < n_out; e++) sum += (double)alt[e] - (double)ref[e];
+      const double raw = sum / (double)n_out;
+      fprintf(out, "%s\t%.4f", v->text, pai_score_from_raw(raw));
+      if (o->raw) fprintf(out, "\t%.9g", raw);
+      fputc('\n', out);
+    }
+    done += n;
+    const double t = now_s();
+    if (t - last_report >= 10.0) {
+      const double rate = done / (t - t0);
+      PAI_INFO("%ld/%ld variants, %.1f variants/s, ETA %.0f s", done, total, rate,
+               rate > 0 ? (total - done) / rate : 0.0);
+      last_report = t;
+    }
+  }
+  if (fflush(out) != 0 || ferror(out) || fclose(out) != 0) {
+    out = NULL;
+    PAI_ERR("cannot finish writing %s (disk full?)", tmp_path);
+    rc = PAI_ERR_IO;
+    goto fail;
+  }
+  out = NULL;
+  if (rename(tmp_path, out_path) != 0) {
+    PAI_ERR("cannot rename %s to %s: %s", tmp_path, out_path, strerror(errno));
+    rc = PAI_ERR_IO;
+    goto fail;
+  }
+  tmp_path[0] = 0;
+  const long bad = done - counts[SCORED];
+  PAI_INFO("wrote %s: %ld rows, %ld scored in %.1f s", out_path, done, counts[SCORED],
+           now_s() - t0);
+  if (bad) {
+    char line[512];
+    int k = snprintf(line, sizeof line, "%ld of %ld rows not scored:", bad, done);
+    for (int r = 1; r < N_OUTCOMES; r++)
+      if (counts[r] && k < (int)sizeof line)
+        k += snprintf(line + k, sizeof line - k, " %ld %s;", counts[r], outcome_text[r]);
+    PAI_WARN("%s", line);
+  }
+fail:
+  if (out) fclose(out);
+  if (tmp_path[0]) unlink(tmp_path);
+  batch_free(&b);
+  pai_infer_free(&inf);
+  pai_fasta_close(fa);
+  pai_vartable_close(&vt);
+  pai_model_free(&model);
+  return rc;
+}

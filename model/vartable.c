@@ -1,0 +1,145 @@
+/* vartable.c - see vartable.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "model/vartable.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpi/log.h"
+
+static const char *const req_names[PAI_N_REQ_COLS] = {"chrom", "pos", "ref", "alt", "strand"};
+
+/* Reads one line without its "\n" or "\r\n"; returns its length, or -1 at EOF. */
+static ssize_t read_line(pai_vartable *vt) {
+  ssize_t n = getline(&vt->line, &vt->line_cap, vt->f);
+  if (n < 0) return -1;
+  vt->lineno++;
+  while (n > 0 && (vt->line[n - 1] == '\n' || vt->line[n - 1] == '\r')) vt->line[--n] = 0;
+  return n;
+}
+
+/* Splits s at tabs in place; returns the field count (fields beyond max are counted only). */
+static int split_tabs(char *s, char **fields, int max) {
+  int n = 0;
+  for (char *p = s;; p++) {
+    if (n < max) fields[n] = p;
+    n++;
+    p = strchr(p, '\t');
+    if (!p) break;
+    *p = 0;
+  }
+  return n;
+}
+
+int pai_vartable_open(pai_vartable *vt, const char *path) {
+  memset(vt, 0, sizeof *vt);
+  snprintf(vt->path, sizeof vt->path, "%s", path);
+  vt->f = fopen(path, "r");
+  if (!vt->f) {
+    PAI_ERR("cannot open variant file %s: %s", path, strerror(errno));
+    return PAI_ERR_IO;
+  }
+  if (read_line(vt) < 0) {
+    PAI_ERR("%s: empty file (expected a header line with chrom, pos, ref, alt, strand)", path);
+    pai_vartable_close(vt);
+    return PAI_ERR_INPUT;
+  }
+  vt->header = strdup(vt->line);
+  char *copy = strdup(vt->line);
+  char *fields[1024];
+  vt->n_cols = split_tabs(copy, fields, 1024);
+  int rc = 0;
+  for (int r = 0; r < PAI_N_REQ_COLS && rc == 0; r++) {
+    vt->col[r] = -1;
+    for (int c = 0; c < vt->n_cols && c < 1024; c++) {
+      const char *name = fields[c];
+      if (c == 0 && name[0] == '#') name++;   /* tolerate a VCF-style "#chrom" */
+      if (!strcmp(name, req_names[r])) {
+        if (vt->col[r] >= 0) {
+          PAI_ERR("%s:1: column '%s' appears twice in the header", path, req_names[r]);
+          rc = PAI_ERR_INPUT;
+        }
+        vt->col[r] = c;
+      }
+    }
+    if (vt->col[r] < 0 && rc == 0) {
+      PAI_ERR("%s:1: missing column '%s' (the header must name chrom, pos, ref, alt, strand, "
+              "tab-separated)", path, req_names[r]);
+      rc = PAI_ERR_INPUT;
+    }
+  }
+  free(copy);
+  if (rc) pai_vartable_close(vt);
+  return rc;
+}
+
+void pai_variant_free(pai_variant *v) {
+  free(v->text);
+  free(v->fields);
+  memset(v, 0, sizeof *v);
+}
+
+int pai_vartable_next(pai_vartable *vt, pai_variant *v) {
+  pai_variant_free(v);
+  ssize_t n;
+  do {
+    n = read_line(vt);
+    if (n < 0) {
+      if (ferror(vt->f)) {
+        PAI_ERR("%s: read error after line %ld", vt->path, vt->lineno);
+        return PAI_ERR_IO;
+      }
+      return 0;
+    }
+  } while (n == 0);   /* blank lines are not rows */
+  v->text = strdup(vt->line);
+  v->fields = strdup(vt->line);
+  v->lineno = vt->lineno;
+  if (!v->text || !v->fields) return PAI_ERR_NOMEM;
+  char *fields[1024];
+  int nf = split_tabs(v->fields, fields, 1024);
+  if (nf != vt->n_cols) {
+    PAI_ERR("%s:%ld: %d tab-separated fields, but the header has %d", vt->path, vt->lineno, nf,
+            vt->n_cols);
+    return PAI_ERR_INPUT;
+  }
+  v->chrom = fields[vt->col[PAI_COL_CHROM]];
+  v->ref = fields[vt->col[PAI_COL_REF]];
+  v->alt = fields[vt->col[PAI_COL_ALT]];
+  if (!v->chrom[0]) {
+    PAI_ERR("%s:%ld: field 'chrom' is empty", vt->path, vt->lineno);
+    return PAI_ERR_INPUT;
+  }
+  const char *pos = fields[vt->col[PAI_COL_POS]];
+  char *end;
+  errno = 0;
+  long long p = strtoll(pos, &end, 10);
+  if (end == pos || *end || errno) {
+    PAI_ERR("%s:%ld: field 'pos': '%s' is not an integer", vt->path, vt->lineno, pos);
+    return PAI_ERR_INPUT;
+  }
+  if (p < 1) {
+    PAI_ERR("%s:%ld: field 'pos': %lld is not a 1-based position (must be >= 1)", vt->path,
+            vt->lineno, p);
+    return PAI_ERR_INPUT;
+  }
+  v->pos = p;
+  const char *s = fields[vt->col[PAI_COL_STRAND]];
+  if (!strcmp(s, "1") || !strcmp(s, "+1") || !strcmp(s, "+")) {
+    v->strand = 1;
+  } else if (!strcmp(s, "-1") || !strcmp(s, "-")) {
+    v->strand = -1;
+  } else {
+    PAI_ERR("%s:%ld: field 'strand': '%s' is not 1, -1, + or -", vt->path, vt->lineno, s);
+    return PAI_ERR_INPUT;
+  }
+  return 1;
+}
+
+void pai_vartable_close(pai_vartable *vt) {
+  if (vt->f) fclose(vt->f);
+  free(vt->header);
+  free(vt->line);
+  memset(vt, 0, sizeof *vt);
+}

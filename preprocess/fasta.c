@@ -1,0 +1,83 @@
+/* fasta.c - see fasta.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "preprocess/fasta.h"
+
+#include <errno.h>
+#include <htslib/faidx.h>
+#include <htslib/hts_log.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mpi/log.h"
+
+struct pai_fasta {
+  faidx_t *fai;
+  char path[PAI_PATH_LEN];
+};
+
+int pai_fasta_open(pai_fasta **out, const char *path) {
+  *out = NULL;
+  if (access(path, R_OK) != 0) {
+    PAI_ERR("cannot read FASTA %s: %s", path, strerror(errno));
+    return PAI_ERR_IO;
+  }
+  pai_fasta *fa = calloc(1, sizeof *fa);
+  if (!fa) return PAI_ERR_NOMEM;
+  snprintf(fa->path, sizeof fa->path, "%s", path);
+  /* htslib would print its own lines too; this function reports the failure once, below */
+  enum htsLogLevel level = hts_get_log_level();
+  hts_set_log_level(HTS_LOG_OFF);
+  fa->fai = fai_load3(path, NULL, NULL, FAI_CREATE);
+  hts_set_log_level(level);
+  if (!fa->fai) {
+    char fai[PAI_PATH_LEN + 8];
+    snprintf(fai, sizeof fai, "%s.fai", path);
+    if (access(fai, F_OK) != 0)
+      PAI_ERR("cannot index FASTA %s: %s.fai could not be built (is the directory writable, and "
+              "is the file FASTA, plain or bgzip-compressed? gzip is not enough: use bgzip)",
+              path, path);
+    else
+      PAI_ERR("cannot load the index of FASTA %s (stale or damaged %s.fai?)", path, path);
+    free(fa);
+    return PAI_ERR_INPUT;
+  }
+  *out = fa;
+  return 0;
+}
+
+void pai_fasta_close(pai_fasta *fa) {
+  if (!fa) return;
+  fai_destroy(fa->fai);
+  free(fa);
+}
+
+int64_t pai_fasta_chrom_len(pai_fasta *fa, const char *chrom) {
+  if (!faidx_has_seq(fa->fai, chrom)) return -1;
+  return faidx_seq_len(fa->fai, chrom);   /* int in htslib 1.16: chromosomes < 2^31 bp */
+}
+
+int pai_fasta_n_chroms(const pai_fasta *fa) { return faidx_nseq(fa->fai); }
+const char *pai_fasta_chrom_name(const pai_fasta *fa, int i) { return faidx_iseq(fa->fai, i); }
+
+int pai_fasta_window(pai_fasta *fa, const char *chrom, int64_t start, int64_t len, char *out) {
+  int64_t clen = pai_fasta_chrom_len(fa, chrom);
+  if (clen < 0) {
+    PAI_ERR("%s: no sequence named %s", fa->path, chrom);
+    return PAI_ERR_INPUT;
+  }
+  memset(out, 'N', (size_t)len);
+  int64_t a = start < 0 ? 0 : start, b = start + len > clen ? clen : start + len;
+  if (a >= b) return 0;
+  hts_pos_t got = 0;
+  char *s = faidx_fetch_seq64(fa->fai, chrom, a, b - 1, &got);   /* end is inclusive */
+  if (!s || got != b - a) {
+    PAI_ERR("%s: cannot read %s:%lld-%lld (file changed after indexing?)", fa->path, chrom,
+            (long long)a + 1, (long long)b);
+    free(s);
+    return PAI_ERR_IO;
+  }
+  memcpy(out + (a - start), s, (size_t)(b - a));
+  free(s);
+  return 0;
+}
