@@ -1,0 +1,82 @@
+/* bench_forward - CPU forward throughput of the C model at a given shape, next to the
+ * machine's sgemm rate at the same dense-layer shapes, measured in the same run.
+ *   bench_forward N D L O T [batch] [repeats]
+ * Prints output positions/s (B * O per forward), sequences/s, the GFLOP/s of the work actually
+ * done (pai_infer_flops) and that rate as a fraction of the best sgemm rate measured here. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "model/forward.h"
+#include "model/rng.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Best of `reps` runs of the two FFN products on `rows` rows. */
+static double sgemm_gflops(int D, int rows, int reps) {
+  const int F = 4 * D;
+  float *a = calloc((size_t)rows * D, sizeof(float)), *t = calloc((size_t)rows * F, sizeof(float));
+  float *w1 = calloc((size_t)D * F, sizeof(float)), *w2 = calloc((size_t)F * D, sizeof(float));
+  for (size_t i = 0; i < (size_t)D * F; i++) w1[i] = w2[i] = (float)(i % 13) * 1e-3f;
+  for (size_t i = 0; i < (size_t)rows * D; i++) a[i] = (float)(i % 7) * 0.1f;
+  double best = 0;
+  for (int r = 0; r < reps; r++) {
+    double t0 = now_s();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, F, D, 1.0f, a, D, w1, F, 0.0f, t, F);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, F, 1.0f, t, F, w2, D, 1.0f, a, D);
+    double g = 4.0 * rows * D * F / (now_s() - t0) * 1e-9;
+    if (g > best) best = g;
+  }
+  free(a); free(t); free(w1); free(w2);
+  return best;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 6) {
+    fprintf(stderr, "usage: bench_forward N D L O T [batch] [repeats]\n");
+    return 2;
+  }
+  pai_config cfg;
+  pai_config_defaults(&cfg);
+  cfg.num_blocks = atoi(argv[1]);
+  cfg.model_dim = atoi(argv[2]);
+  cfg.input_length = atoi(argv[3]);
+  cfg.output_length = atoi(argv[4]);
+  cfg.n_heads = 1;
+  cfg.output_dims[0] = atoi(argv[5]);
+  const int B = argc > 6 ? atoi(argv[6]) : 1, reps = argc > 7 ? atoi(argv[7]) : 3;
+  pai_model m;
+  if (pai_model_create(&m, &cfg) < 0) return 1;
+  pai_params_init_random(&m.params, 1);
+  pai_infer inf;
+  if (pai_infer_init(&inf, &m, B, PAI_HEAD(0), PAI_DEVICE_CPU) < 0) return 1;
+  uint8_t *codes = malloc((size_t)B * cfg.input_length);
+  pai_rng rng;
+  pai_rng_seed(&rng, 3, 0);
+  for (size_t i = 0; i < (size_t)B * cfg.input_length; i++) codes[i] = pai_rng_next(&rng) % 5;
+  float *out = malloc((size_t)B * cfg.output_length * cfg.output_dims[0] * sizeof(float));
+  float *outs[1] = {out};
+  double best = 1e30;
+  for (int r = 0; r < reps + 1; r++) {   /* the first run warms caches and threads */
+    double t0 = now_s();
+    if (pai_infer_forward(&inf, codes, B, outs) < 0) return 1;
+    double dt = now_s() - t0;
+    if (r > 0 && dt < best) best = dt;
+  }
+  const double gf = pai_infer_flops(&inf) * B / best * 1e-9;
+  const double sg = sgemm_gflops(cfg.model_dim, inf.chunk, 10);
+  printf("forward N=%d D=%d L=%d O=%d T=%d batch=%d threads=%d: %.4f s, %.0f output positions/s, "
+         "%.3f seq/s, %.1f GFLOP/s; sgemm %.1f GFLOP/s; forward/sgemm %.2f\n",
+         cfg.num_blocks, cfg.model_dim, cfg.input_length, cfg.output_length, cfg.output_dims[0],
+         B, pai_get_threads(), best, B * cfg.output_length / best, B / best, gf, sg, gf / sg);
+  free(codes);
+  free(out);
+  pai_infer_free(&inf);
+  pai_model_free(&m);
+  return 0;
+}

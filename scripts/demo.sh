@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job on the bundled inputs, from a fresh Debian 12 clone: install, build, then
+#   1. pmodel init   a small model (config/demo.conf, fixed seed)   -> demo-out/demo_model/
+#   2. promoterai    score data/demo/variants.tsv on data/demo/genome.fa
+#                    -> demo-out/variants.demo_model.tsv (the published output naming)
+# The demo model is freshly initialised, not trained: its scores show the pipeline working, not
+# biology (training arrives with the training issue).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh
+bin=${BUILD_DIR:-build}
+out=demo-out
+mkdir -p "$out"
+cp data/demo/genome.fa "$out/genome.fa"          # the .fai index is written next to the FASTA
+cp data/demo/variants.tsv "$out/variants.tsv"
+"$bin/pmodel" init --config config/demo.conf --model_folder "$out/demo_model" --seed 7 --force
+"$bin/pmodel" info --model_folder "$out/demo_model"
+"$bin/promoterai" --config config/demo.conf --model_folder "$out/demo_model" \
+  --var_file "$out/variants.tsv" --fasta_file "$out/genome.fa" --input_length 512
+echo
+echo "== $out/variants.demo_model.tsv"
+cat "$out/variants.demo_model.tsv"
