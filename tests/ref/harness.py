@@ -1,0 +1,203 @@
+"""Small shared helpers for the tests that drive the C programs: running a command, the
+tolerance check with its printout, TSV/FASTA writing, and checking a scored variant table
+against the reference (tests/ref/promoterai_ref.py). No side effects on import."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import promoterai_ref as R  # noqa: E402
+
+
+class Checker:
+    """Collects PASS/FAIL lines; exit status from failures()."""
+
+    def __init__(self):
+        self.failed = []
+
+    def check(self, ok, what):
+        print(("PASS " if ok else "FAIL ") + what, flush=True)
+        if not ok:
+            self.failed.append(what)
+        return ok
+
+    def finish(self):
+        if self.failed:
+            print(f"{len(self.failed)} check(s) failed:")
+            for f in self.failed:
+                print("  " + f)
+            return 1
+        print("all checks passed")
+        return 0
+
+
+def run(cmd, cwd=None, timeout=120):
+    """Run a command; print it and its stderr tail; return CompletedProcess."""
+    print("$ " + " ".join(str(c) for c in cmd), flush=True)
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0 or proc.stderr:
+        tail = proc.stderr.strip().splitlines()[-15:]
+        for line in tail:
+            print("  stderr: " + line)
+    return proc
+
+
+def require_binary(bin_dir, name):
+    path = os.path.join(bin_dir, name)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        print(f"FAIL missing executable {path}")
+        sys.exit(1)
+    return path
+
+
+def allclose_report(got, ref, atol, rtol):
+    """Elementwise |got - ref| <= atol + rtol*|ref|. Returns (ok, max_abs, max_rel, worst_ratio)
+    where max_rel is over entries with |ref| > atol, and worst_ratio = max err/allowed."""
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    err = np.abs(got - ref)
+    allowed = atol + rtol * np.abs(ref)
+    big = np.abs(ref) > atol
+    max_rel = float((err[big] / np.abs(ref[big])).max()) if big.any() else 0.0
+    ratio = float((err / allowed).max()) if err.size else 0.0
+    ok = bool(np.all(err <= allowed)) and bool(np.all(np.isfinite(got)))
+    return ok, float(err.max()) if err.size else 0.0, max_rel, ratio
+
+
+def write_fasta(path, chroms, width=60):
+    """chroms: list of (name, sequence[, description]). Fixed line width per sequence."""
+    with open(path, "w") as fh:
+        for item in chroms:
+            name, seq = item[0], item[1]
+            desc = (" " + item[2]) if len(item) > 2 else ""
+            fh.write(f">{name}{desc}\n")
+            for i in range(0, len(seq), width):
+                fh.write(seq[i:i + width] + "\n")
+
+
+def write_tsv(path, header, rows):
+    with open(path, "w") as fh:
+        fh.write("\t".join(header) + "\n")
+        for r in rows:
+            fh.write("\t".join(r) + "\n")
+
+
+def read_tsv_lines(path):
+    with open(path) as fh:
+        lines = fh.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.split("\t") for line in lines]
+
+
+# Tolerance for the raw column. raw is a mean of differences of head-0 outputs. The scoring
+# tests use head outputs of scale ~10 (head_scale 10, so that raw reaches ~0.1..0.4 and tanh
+# visibly changes the printed score); a float32 forward pass then gives raw within ~4e-7 of the
+# float64 reference (measured with the float32 torch reference), and a mean cannot exceed its
+# largest term, so 1e-5 leaves >20x headroom while the raws checked are ~1e-4..0.4.
+RAW_ATOL = 1e-5
+# The printed score may differ by one in the last decimal only where a float32 computation
+# could legitimately round the other way: raw within 2e-6 of a 4th-decimal rounding boundary
+# (or tanh of the rounded value within 1e-6 of a printing boundary).
+BOUNDARY_RAW_TOL = 2e-6
+BOUNDARY_PRINT_TOL = 1e-6
+
+
+def reference_results(model, fasta, variants_header, variant_rows, input_length):
+    idx = {name: variants_header.index(name) for name in ("chrom", "pos", "ref", "alt", "strand")}
+    variants = [{k: row[i] for k, i in idx.items()} for row in variant_rows]
+    return R.twin_scores(model, fasta, variants, input_length)
+
+
+def check_scored_table(ck, out_path, header, rows, ref_results, with_raw, label):
+    """Check a promoterai output table: same header and rows in order plus score (and raw),
+    values against the reference. ref_results: list of (raw or None, reason)."""
+    if not ck.check(os.path.isfile(out_path), f"{label}: output file {os.path.basename(out_path)}"
+                                              f" exists"):
+        return
+    out = read_tsv_lines(out_path)
+    added = ["score", "raw"] if with_raw else ["score"]
+    ck.check(out[0] == header + added,
+             f"{label}: header is input header + {added} (got {out[0]})")
+    ck.check(len(out) - 1 == len(rows), f"{label}: {len(rows)} rows in order "
+                                        f"(got {len(out) - 1})")
+    n_cols = len(header) + len(added)
+    max_raw_err = max_raw_rel = 0.0
+    n_scored = n_boundary = 0
+    bad_rows = []
+    for k, (row, (ref_raw, reason)) in enumerate(zip(rows, ref_results)):
+        got = out[k + 1] if k + 1 < len(out) else []
+        if len(got) != n_cols or got[:len(header)] != row:
+            bad_rows.append(f"row {k + 1}: columns {got} do not extend input {row}")
+            continue
+        score = got[len(header)]
+        if ref_raw is None:
+            if score != "" or (with_raw and got[-1] != ""):
+                bad_rows.append(f"row {k + 1}: unscorable ({reason}) but got score {score!r}")
+            continue
+        if score == "":
+            bad_rows.append(f"row {k + 1}: reference scores it (raw {ref_raw:.6g}) but score empty")
+            continue
+        n_scored += 1
+        want = R.format_score(R.score_from_raw(ref_raw))
+        if with_raw:
+            try:
+                c_raw = float(got[-1])
+            except ValueError:
+                bad_rows.append(f"row {k + 1}: raw {got[-1]!r} is not a number")
+                c_raw = float("nan")
+            err = abs(c_raw - ref_raw)
+            if err != err:                      # NaN from the C side
+                err = float("inf")
+            max_raw_err = max(max_raw_err, err)
+            max_raw_rel = max(max_raw_rel, err / max(abs(ref_raw), 1e-30))
+            if not err <= RAW_ATOL:
+                bad_rows.append(f"row {k + 1}: raw {got[-1]} vs reference {ref_raw:.9g} "
+                                f"(abs err {err:.2e} > {RAW_ATOL})")
+        if score != want:
+            near = R.score_near_boundary(ref_raw, BOUNDARY_RAW_TOL, BOUNDARY_PRINT_TOL)
+            try:
+                one_apart = abs(round((float(score) - float(want)) * 1e4)) == 1 \
+                    and len(score.split(".")[-1]) == 4
+            except ValueError:
+                one_apart = False
+            if near and one_apart:
+                n_boundary += 1
+            else:
+                bad_rows.append(f"row {k + 1}: score {score!r} vs reference {want!r} "
+                                f"(raw {ref_raw:.9g})")
+    for b in bad_rows[:20]:
+        print("  " + b)
+    msg = f"{label}: {n_scored} scored rows and {len(rows) - n_scored} unscorable rows match"
+    if with_raw:
+        msg += (f"; raw max abs err {max_raw_err:.2e} (tol {RAW_ATOL}), "
+                f"max rel err {max_raw_rel:.2e}")
+    msg += f"; {n_boundary} score(s) one digit apart at a rounding boundary"
+    ck.check(not bad_rows, msg)
+
+
+def check_warnings(ck, stderr, header, rows, ref_results, label):
+    """Each unscorable row must be named by some stderr line: the line holds the row's pos value,
+    its 1-based data row number or its file line number as a separate token (the exact wording
+    of the warning is not specified)."""
+    lines = stderr.splitlines()
+    pos_col = header.index("pos")
+    missing = []
+    n_bad = 0
+    for k, (row, (raw, reason)) in enumerate(zip(rows, ref_results)):
+        if raw is not None:
+            continue
+        n_bad += 1
+        tokens = {row[pos_col], str(k + 1), str(k + 2)}
+        pattern = re.compile(r"(?<![0-9A-Za-z.])(" + "|".join(re.escape(t) for t in tokens if t)
+                             + r")(?![0-9A-Za-z])")
+        if not any(pattern.search(line) for line in lines):
+            missing.append(f"row {k + 1} ({reason})")
+    for m in missing:
+        print("  no stderr line names " + m)
+    ck.check(not missing, f"{label}: a stderr warning names each of the {n_bad} unscorable rows")
