@@ -16,10 +16,9 @@ extern "C" int pai_cuda_device_count(void) {
   return n;
 }
 
+/* Versions of the headers compiled against (the libraries are not loaded yet, see CMakeLists). */
 extern "C" void pai_cuda_info(char *out, size_t n) {
-  int nccl = 0;
-  ncclGetVersion(&nccl);
-  snprintf(out, n, "CUDA runtime %d, cuBLASLt %zu, cuDNN %zu, NCCL %d, %d GPU(s) visible",
-           CUDART_VERSION, cublasLtGetVersion(), cudnnGetVersion(), nccl,
+  snprintf(out, n, "CUDA runtime %d, cuBLASLt %d, cuDNN %d, NCCL %d, %d GPU(s) visible",
+           CUDART_VERSION, CUBLAS_VERSION, CUDNN_VERSION, NCCL_VERSION_CODE,
            pai_cuda_device_count());
 }

@@ -20,6 +20,7 @@
 typedef enum {
   SCORED = 0,
   BAD_CHROM,
+  BAD_POS,
   BAD_REF_EMPTY,
   BAD_REF_MISMATCH,
   BAD_ALT,
@@ -27,7 +28,7 @@ typedef enum {
 } outcome;
 
 static const char *const outcome_text[N_OUTCOMES] = {
-    "scored", "chromosome not in the FASTA", "ref empty or '-'",
+    "scored", "chromosome not in the FASTA", "pos beyond the chromosome end", "ref empty or '-'",
     "ref does not match the genome", "alt not A/C/G/T"};
 
 void pai_score_output_path(const char *var_file, const char *model_folder, char *out,
@@ -66,8 +67,13 @@ typedef struct {
 static int prepare_variant(pai_fasta *fa, const pai_variant *v, int L, char *ref_win,
                            char *alt_win, uint8_t *codes, outcome *why) {
   const size_t ref_len = strlen(v->ref), alt_len = strlen(v->alt);
-  if (pai_fasta_chrom_len(fa, v->chrom) < 0) {
+  const int64_t chrom_len = pai_fasta_chrom_len(fa, v->chrom);
+  if (chrom_len < 0) {
     *why = BAD_CHROM;
+    return 0;
+  }
+  if (v->pos > chrom_len) {
+    *why = BAD_POS;
     return 0;
   }
   if (ref_len == 0 || !strcmp(v->ref, "-")) {
@@ -151,6 +157,26 @@ static long count_lines(const char *path) {
   return n;
 }
 
+/* Writes one output row: the input fields, with an existing `score` (and, with --raw, `raw`)
+ * column replaced in place as the published pandas code does, and missing ones appended. */
+static void write_row(FILE *out, const char *text, const pai_vartable *vt, const char *score,
+                      const char *raw) {
+  int col = 0;
+  for (const char *p = text;; col++) {
+    const char *tab = strchr(p, '\t');
+    const size_t len = tab ? (size_t)(tab - p) : strlen(p);
+    if (col) fputc('\t', out);
+    if (col == vt->score_col) fputs(score, out);
+    else if (raw && col == vt->raw_col) fputs(raw, out);
+    else fwrite(p, 1, len, out);
+    if (!tab) break;
+    p = tab + 1;
+  }
+  if (vt->score_col < 0) fprintf(out, "\t%s", score);
+  if (raw && vt->raw_col < 0) fprintf(out, "\t%s", raw);
+  fputc('\n', out);
+}
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -202,7 +228,8 @@ int pai_score_run(const pai_score_opts *o) {
     rc = PAI_ERR_IO;
     goto fail;
   }
-  fprintf(out, "%s\tscore%s\n", vt.header, o->raw ? "\traw" : "");
+  fprintf(out, "%s%s%s\n", vt.header, vt.score_col < 0 ? "\tscore" : "",
+          o->raw && vt.raw_col < 0 ? "\traw" : "");
 
   const long total = count_lines(o->var_file) - 1;
   long counts[N_OUTCOMES] = {0}, done = 0;
@@ -237,7 +264,7 @@ int pai_score_run(const pai_score_opts *o) {
       if (b.why[i] != SCORED) {
         PAI_WARN("%s:%ld: not scored: %s (%s:%lld %s>%s)", o->var_file, v->lineno,
                  outcome_text[b.why[i]], v->chrom, (long long)v->pos, v->ref, v->alt);
-        fprintf(out, "%s\t%s\n", v->text, o->raw ? "\t" : "");
+        write_row(out, v->text, &vt, "", o->raw ? "" : NULL);
         continue;
       }
       const size_t n_out = (size_t)O * T;
@@ -245,9 +272,10 @@ int pai_score_run(const pai_score_opts *o) {
       double sum = 0;
       for (size_t e = 0; e < n_out; e++) sum += (double)alt[e] - (double)ref[e];
       const double raw = sum / (double)n_out;
-      fprintf(out, "%s\t%.4f", v->text, pai_score_from_raw(raw));
-      if (o->raw) fprintf(out, "\t%.9g", raw);
-      fputc('\n', out);
+      char score_s[32], raw_s[32];
+      snprintf(score_s, sizeof score_s, "%.4f", pai_score_from_raw(raw));
+      snprintf(raw_s, sizeof raw_s, "%.9g", raw);
+      write_row(out, v->text, &vt, score_s, o->raw ? raw_s : NULL);
     }
     done += n;
     const double t = now_s();
@@ -277,9 +305,12 @@ int pai_score_run(const pai_score_opts *o) {
   if (bad) {
     char line[512];
     int k = snprintf(line, sizeof line, "%ld of %ld rows not scored:", bad, done);
+    const char *sep = " ";
     for (int r = 1; r < N_OUTCOMES; r++)
-      if (counts[r] && k < (int)sizeof line)
-        k += snprintf(line + k, sizeof line - k, " %ld %s;", counts[r], outcome_text[r]);
+      if (counts[r] && k < (int)sizeof line) {
+        k += snprintf(line + k, sizeof line - k, "%s%ld %s", sep, counts[r], outcome_text[r]);
+        sep = "; ";
+      }
     PAI_WARN("%s", line);
   }
 fail:

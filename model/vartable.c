@@ -69,6 +69,11 @@ int pai_vartable_open(pai_vartable *vt, const char *path) {
       rc = PAI_ERR_INPUT;
     }
   }
+  vt->score_col = vt->raw_col = -1;
+  for (int c = 0; c < vt->n_cols && c < 1024; c++) {
+    if (!strcmp(fields[c], "score")) vt->score_col = c;
+    if (!strcmp(fields[c], "raw")) vt->raw_col = c;
+  }
   free(copy);
   if (rc) pai_vartable_close(vt);
   return rc;

@@ -18,6 +18,7 @@ typedef struct {
   char *header;               /* the header line, without its newline */
   int n_cols;
   int col[PAI_N_REQ_COLS];    /* index of each required column */
+  int score_col, raw_col;     /* index of an existing `score` / `raw` column, or -1 */
   long lineno;                /* line number of the last line read (1 = header) */
   char *line;                 /* getline buffer */
   size_t line_cap;

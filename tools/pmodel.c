@@ -129,7 +129,11 @@ static int cmd_predict(int argc, char **argv) {
   return status_exit(pai_predict_run(&po));
 }
 
-static int cmd_build(void) {
+static int cmd_build(int argc, char **argv) {
+  int rc = pai_opts_parse(NULL, 0, "pmodel build", "pmodel",
+                          "Prints the BLAS, CUDA toolkit, cuDNN and NCCL versions this build uses "
+                          "and the GPUs visible.", argc, argv);
+  if (rc) return rc == 1 ? 0 : 2;
   char info[1024];
   pai_build_info(info, sizeof info);
   printf("%s\n", info);
@@ -155,7 +159,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
   if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
   if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
-  if (!strcmp(cmd, "build")) return cmd_build();
+  if (!strcmp(cmd, "build")) return cmd_build(argc - 1, argv + 1);
   PAI_ERR("unknown command '%s'", cmd);
   usage(stderr);
   return 2;
