@@ -80,12 +80,13 @@ void pai_model_free(pai_model *m) {
 
 /* ---- reading ---------------------------------------------------------------------------------- */
 
-/* Reads an integer attribute holding `n` values (n = 1: a scalar or a 1-element array).
- * n_out (may be NULL) receives the number of values when the attribute is an array. */
-static int read_int_attr(hid_t file, const char *path, const char *name, int64_t *v, int max_n,
-                         int *n_out) {
+/* Reads a numeric root attribute of 1..max_n values, converted to `mem` (H5T_NATIVE_INT64:
+ * integers only; H5T_NATIVE_DOUBLE: integers or floats). n_out NULL: exactly one value. */
+static int read_num_attr(hid_t file, const char *path, const char *name, hid_t mem, void *v,
+                         int max_n, int *n_out) {
   int rc = 0;
   hid_t a = -1, type = -1, space = -1;
+  const int want_int = H5Tequal(mem, H5T_NATIVE_INT64) > 0;
   if (H5Aexists(file, name) <= 0) {
     PAI_ERR("%s: missing root attribute '%s'", path, name);
     return PAI_ERR_INPUT;
@@ -93,14 +94,16 @@ static int read_int_attr(hid_t file, const char *path, const char *name, int64_t
   H5_CHECK(a = H5Aopen(file, name, H5P_DEFAULT), "%s: cannot open attribute '%s'", path, name);
   H5_CHECK(type = H5Aget_type(a), "%s: attribute '%s'", path, name);
   H5_CHECK(space = H5Aget_space(a), "%s: attribute '%s'", path, name);
-  hssize_t n = H5Sget_simple_extent_npoints(space);
-  if (H5Tget_class(type) != H5T_INTEGER || n < 1 || n > max_n || (n_out == NULL && n != 1)) {
+  const hssize_t n = H5Sget_simple_extent_npoints(space);
+  const H5T_class_t cls = H5Tget_class(type);
+  if ((cls != H5T_INTEGER && (want_int || cls != H5T_FLOAT)) || n < 1 || n > max_n ||
+      (n_out == NULL && n != 1)) {
     PAI_ERR("%s: root attribute '%s' must be %s", path, name,
-            n_out ? "an integer array" : "one integer");
+            n_out ? "an integer array" : want_int ? "one integer" : "one number");
     rc = PAI_ERR_INPUT;
     goto fail;
   }
-  H5_CHECK(H5Aread(a, H5T_NATIVE_INT64, v), "%s: cannot read attribute '%s'", path, name);
+  H5_CHECK(H5Aread(a, mem, v), "%s: cannot read attribute '%s'", path, name);
   if (n_out) *n_out = (int)n;
 fail:
   if (space >= 0) H5Sclose(space);
@@ -111,37 +114,13 @@ fail:
 
 static int read_int_scalar(hid_t file, const char *path, const char *name, int *out) {
   int64_t v;
-  PAI_TRY(read_int_attr(file, path, name, &v, 1, NULL));
+  PAI_TRY(read_num_attr(file, path, name, H5T_NATIVE_INT64, &v, 1, NULL));
   if (v < -2147483647LL || v > 2147483647LL) {
     PAI_ERR("%s: root attribute '%s' = %lld is out of range", path, name, (long long)v);
     return PAI_ERR_INPUT;
   }
   *out = (int)v;
   return 0;
-}
-
-static int read_double_attr(hid_t file, const char *path, const char *name, double *v) {
-  int rc = 0;
-  hid_t a = -1, type = -1, space = -1;
-  if (H5Aexists(file, name) <= 0) {
-    PAI_ERR("%s: missing root attribute '%s'", path, name);
-    return PAI_ERR_INPUT;
-  }
-  H5_CHECK(a = H5Aopen(file, name, H5P_DEFAULT), "%s: cannot open attribute '%s'", path, name);
-  H5_CHECK(type = H5Aget_type(a), "%s: attribute '%s'", path, name);
-  H5_CHECK(space = H5Aget_space(a), "%s: attribute '%s'", path, name);
-  H5T_class_t cls = H5Tget_class(type);
-  if ((cls != H5T_FLOAT && cls != H5T_INTEGER) || H5Sget_simple_extent_npoints(space) != 1) {
-    PAI_ERR("%s: root attribute '%s' must be one number", path, name);
-    rc = PAI_ERR_INPUT;
-    goto fail;
-  }
-  H5_CHECK(H5Aread(a, H5T_NATIVE_DOUBLE, v), "%s: cannot read attribute '%s'", path, name);
-fail:
-  if (space >= 0) H5Sclose(space);
-  if (type >= 0) H5Tclose(type);
-  if (a >= 0) H5Aclose(a);
-  return rc;
 }
 
 /* Reads a string-array attribute (fixed or variable length) into names[0..n). */
@@ -278,9 +257,10 @@ int pai_model_load(pai_model *m, const char *folder) {
   PAI_CHECK(read_int_scalar(file, path, "shortcut_freq", &cfg.shortcut_freq));
   PAI_CHECK(read_int_scalar(file, path, "input_length", &cfg.input_length));
   PAI_CHECK(read_int_scalar(file, path, "output_length", &cfg.output_length));
-  PAI_CHECK(read_double_attr(file, path, "bn_epsilon", &cfg.bn_epsilon));
+  PAI_CHECK(read_num_attr(file, path, "bn_epsilon", H5T_NATIVE_DOUBLE, &cfg.bn_epsilon, 1, NULL));
   int64_t dims[PAI_MAX_HEADS];
-  PAI_CHECK(read_int_attr(file, path, "output_dims", dims, PAI_MAX_HEADS, &cfg.n_heads));
+  PAI_CHECK(read_num_attr(file, path, "output_dims", H5T_NATIVE_INT64, dims, PAI_MAX_HEADS,
+                          &cfg.n_heads));
   for (int j = 0; j < cfg.n_heads; j++)
     cfg.output_dims[j] = dims[j] > 0 && dims[j] < 1000000 ? (int)dims[j] : 0;
   if (H5Aexists(file, "head_names") > 0) {
