@@ -63,7 +63,8 @@ static void print_help(const pai_opt *opts, int n_opts, const char *prog, const 
     char left[96];
     snprintf(left, sizeof left, "--%s %s", opts[i].name, type_word(opts[i].type));
     printf("  %-28s %s%s", left, opts[i].help, opts[i].required ? " [required]" : "");
-    print_default(&opts[i]);
+    /* a required option has no default; a help text may describe its own default */
+    if (!opts[i].required && !strstr(opts[i].help, "default")) print_default(&opts[i]);
     printf("\n");
   }
   printf("  %-28s %s\n", "--config FILE", "read option values from FILE (docs/config.md)");
