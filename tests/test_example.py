@@ -13,7 +13,6 @@ with only `score` added.
 Usage: /usr/bin/python3 tests/test_example.py --bin BUILD_DIR
 """
 
-import argparse
 import os
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
 import promoterai_ref as R  # noqa: E402
-from harness import (Checker, check_scored_table, reference_results, require_binary,  # noqa: E402
+from harness import (Checker, check_scored_table, reference_results, binary_from_args,  # noqa: E402
                      run, write_fasta, write_tsv)
 
 N_BLOCKS, MODEL_DIM, OUTPUT_LENGTH = 12, 16, 64
@@ -51,11 +50,7 @@ def make_genome(rng):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin", required=True, help="directory holding the built promoterai")
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    exe = os.path.abspath(require_binary(args.bin, "promoterai"))
+    exe = binary_from_args(__doc__, "promoterai")
     ck = Checker()
     rng = np.random.default_rng(16)
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,6 @@ Pass criterion per element: |c - ref| <= atol + rtol*|ref|, see TOLERANCES below
 Usage: /usr/bin/python3 tests/test_forward_ref.py --bin BUILD_DIR
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
 import promoterai_ref as R  # noqa: E402
-from harness import Checker, allclose_report, require_binary, run  # noqa: E402
+from harness import Checker, allclose_report, binary_from_args, run  # noqa: E402
 
 # TOLERANCES. The C code computes in float32 (unit roundoff 6e-8). Each output is an average of
 # ReLU(sums over D terms) of activations that went through N residual blocks with sums over up
@@ -122,11 +121,7 @@ def run_case(ck, pmodel, tmp, case, seed):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin", required=True, help="directory holding the built pmodel")
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    pmodel = require_binary(args.bin, "pmodel")
+    pmodel = binary_from_args(__doc__, "pmodel")
     ck = Checker()
     with tempfile.TemporaryDirectory() as tmp:
         for k, case in enumerate(CASES):

@@ -17,7 +17,6 @@ output lands at <dir of var file>/<stem>.<model folder name><suffix> with only `
 Usage: /usr/bin/python3 tests/test_score_ref.py --bin BUILD_DIR
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
 import promoterai_ref as R  # noqa: E402
 from harness import (RAW_ATOL, Checker, check_scored_table, check_warnings,  # noqa: E402
-                     reference_results, require_binary, run, write_fasta, write_tsv)
+                     reference_results, binary_from_args, run, write_fasta, write_tsv)
 
 N_BLOCKS, MODEL_DIM, OUTPUT_LENGTH = 8, 16, 32
 INPUT_LENGTH = OUTPUT_LENGTH + 2 * R.receptive_radius(N_BLOCKS)   # 96
@@ -126,11 +125,7 @@ def make_variants(rng, genome):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin", required=True, help="directory holding the built promoterai")
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    exe = os.path.abspath(require_binary(args.bin, "promoterai"))
+    exe = binary_from_args(__doc__, "promoterai")
     ck = Checker()
     rng = np.random.default_rng(2024)
     with tempfile.TemporaryDirectory() as tmp:

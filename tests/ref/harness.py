@@ -47,6 +47,18 @@ def run(cmd, cwd=None, timeout=120):
     return proc
 
 
+def binary_from_args(doc, name):
+    """The common start of a test script: parse `--bin DIR`, pin torch to 2 threads (the CI
+    machine's cores), and return the absolute path of DIR/name (exits if it is missing)."""
+    import argparse
+    import torch
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--bin", required=True, help="directory holding the built programs")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    return os.path.abspath(require_binary(args.bin, name))
+
+
 def require_binary(bin_dir, name):
     path = os.path.join(bin_dir, name)
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
