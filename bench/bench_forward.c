@@ -11,12 +11,6 @@
 #include "model/forward.h"
 #include "model/rng.h"
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Best of `reps` runs of the two FFN products on `rows` rows. */
 static double sgemm_gflops(int D, int rows, int reps) {
   const int F = 4 * D;
@@ -26,10 +20,10 @@ static double sgemm_gflops(int D, int rows, int reps) {
   for (size_t i = 0; i < (size_t)rows * D; i++) a[i] = (float)(i % 7) * 0.1f;
   double best = 0;
   for (int r = 0; r < reps; r++) {
-    double t0 = now_s();
+    double t0 = pai_now_s();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, F, D, 1.0f, a, D, w1, F, 0.0f, t, F);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, F, 1.0f, t, F, w2, D, 1.0f, a, D);
-    double g = 4.0 * rows * D * F / (now_s() - t0) * 1e-9;
+    double g = 4.0 * rows * D * F / (pai_now_s() - t0) * 1e-9;
     if (g > best) best = g;
   }
   free(a); free(t); free(w1); free(w2);
@@ -63,9 +57,9 @@ int main(int argc, char **argv) {
   float *outs[1] = {out};
   double best = 1e30;
   for (int r = 0; r < reps + 1; r++) {   /* the first run warms caches and threads */
-    double t0 = now_s();
+    double t0 = pai_now_s();
     if (pai_infer_forward(&inf, codes, B, outs) < 0) return 1;
-    double dt = now_s() - t0;
+    double dt = pai_now_s() - t0;
     if (r > 0 && dt < best) best = dt;
   }
   const double gf = pai_infer_flops(&inf) * B / best * 1e-9;

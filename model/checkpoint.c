@@ -4,7 +4,6 @@
  * Readers accept any integer type, and fixed- or variable-length strings. HDF5's own error
  * stack printing is switched off; every failure is reported once, in our words, naming the file
  * and the attribute or dataset. */
-#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef enum {
   PAI_OK = 0,
@@ -39,5 +40,12 @@ typedef enum {
 #define PAI_PATH_LEN 4096
 
 const char *pai_status_str(int status);
+
+/* Seconds on a monotonic clock, for progress lines and benchmarks. */
+static inline double pai_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 #endif

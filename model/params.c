@@ -1,5 +1,4 @@
 /* params.c - see params.h. The layout is generated from params.def. */
-#define _POSIX_C_SOURCE 200809L
 #include "model/params.h"
 
 #include <math.h>
@@ -59,14 +58,12 @@ int pai_params_init(pai_params *p, const pai_config *cfg) {
     const int T = cfg->output_dims[j];
     for (int k = 0; k < p->n_short; k++) {
       pai_proj_params *pp = pai_proj(p, j, k);
-      (void)pp;
 #define PAI_HEAD_PARAM(field, name, rows, cols, init)                                  \
   snprintf(path, sizeof path, "/head_%d/proj_%d/%s", j, pai_shortcut_layer(cfg, k), name); \
   add_tensor(p, &pp->field, path, rows, cols, PAI_INIT_##init, &off);
 #include "model/params.def"
     }
   }
-  (void)D; (void)F; (void)K;
 
   p->n_floats = off;
   p->data = aligned_alloc(64, align_up(off) * sizeof(float));

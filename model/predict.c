@@ -1,5 +1,4 @@
 /* predict.c - see predict.h. */
-#define _POSIX_C_SOURCE 200809L
 #include "model/predict.h"
 
 #include <errno.h>

@@ -1,5 +1,4 @@
 /* score.c - see score.h. */
-#define _POSIX_C_SOURCE 200809L
 #include "model/score.h"
 
 #include <errno.h>
@@ -177,12 +176,6 @@ static void write_row(FILE *out, const char *text, const pai_vartable *vt, const
   fputc('\n', out);
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int pai_score_run(const pai_score_opts *o) {
   int rc = 0;
   pai_model model = {0};
@@ -233,7 +226,7 @@ int pai_score_run(const pai_score_opts *o) {
 
   const long total = count_lines(o->var_file) - 1;
   long counts[N_OUTCOMES] = {0}, done = 0;
-  const double t0 = now_s();
+  const double t0 = pai_now_s();
   double last_report = t0;
   PAI_INFO("scoring %s with %s (%d blocks, D %d, L %d), batch %d, %d thread(s), device %s",
            o->var_file, o->model_folder, c->num_blocks, c->model_dim, L, o->batch_size,
@@ -278,7 +271,7 @@ int pai_score_run(const pai_score_opts *o) {
       write_row(out, v->text, &vt, score_s, o->raw ? raw_s : NULL);
     }
     done += n;
-    const double t = now_s();
+    const double t = pai_now_s();
     if (t - last_report >= 10.0) {
       const double rate = done / (t - t0);
       PAI_INFO("%ld/%ld variants, %.1f variants/s, ETA %.0f s", done, total, rate,
@@ -301,7 +294,7 @@ int pai_score_run(const pai_score_opts *o) {
   tmp_path[0] = 0;
   const long bad = done - counts[SCORED];
   PAI_INFO("wrote %s: %ld rows, %ld scored in %.1f s", out_path, done, counts[SCORED],
-           now_s() - t0);
+           pai_now_s() - t0);
   if (bad) {
     char line[512];
     int k = snprintf(line, sizeof line, "%ld of %ld rows not scored:", bad, done);

@@ -1,5 +1,4 @@
 /* vartable.c - see vartable.h. */
-#define _POSIX_C_SOURCE 200809L
 #include "model/vartable.h"
 
 #include <errno.h>

@@ -1,5 +1,4 @@
 /* fasta.c - see fasta.h. */
-#define _POSIX_C_SOURCE 200809L
 #include "preprocess/fasta.h"
 
 #include <errno.h>
