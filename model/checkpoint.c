@@ -12,20 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model/h5util.h"
 #include "model/model.h"
 #include "mpi/log.h"
-
-#define H5_CHECK(call, ...)                                               \
-  do {                                                                    \
-    if ((call) < 0) {                                                     \
-      PAI_ERR(__VA_ARGS__);                                               \
-      PAI_ERR("  failing call: %s (%s:%d)", #call, __FILE__, __LINE__);   \
-      rc = PAI_ERR_IO;                                                    \
-      goto fail;                                                          \
-    }                                                                     \
-  } while (0)
-
-static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 void pai_folder_name(const char *folder, char *out, size_t out_len) {
   size_t n = strlen(folder);
@@ -219,7 +208,7 @@ int pai_model_load(pai_model *m, const char *folder) {
   hid_t file = -1;
   char path[PAI_PATH_LEN];
   memset(m, 0, sizeof *m);
-  h5_quiet();
+  pai_h5_quiet();
   struct stat st;
   if (stat(folder, &st) != 0 || !S_ISDIR(st.st_mode)) {
     PAI_ERR("model folder %s does not exist or is not a directory", folder);
@@ -283,24 +272,9 @@ fail:
 
 /* ---- writing ---------------------------------------------------------------------------------- */
 
-static int write_int_attr(hid_t file, const char *path, const char *name, const int64_t *v,
-                          int n, int scalar) {
-  int rc = 0;
-  hid_t space = -1, a = -1;
-  hsize_t dim = (hsize_t)n;
-  H5_CHECK(space = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL), "%s", path);
-  H5_CHECK(a = H5Acreate2(file, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT),
-           "%s: cannot create attribute '%s'", path, name);
-  H5_CHECK(H5Awrite(a, H5T_NATIVE_INT64, v), "%s: cannot write attribute '%s'", path, name);
-fail:
-  if (a >= 0) H5Aclose(a);
-  if (space >= 0) H5Sclose(space);
-  return rc;
-}
-
 static int write_attrs(hid_t file, const char *path, const pai_config *c) {
   int rc = 0;
-  hid_t space = -1, a = -1, strtype = -1;
+  hid_t space = -1, a = -1;
   const struct { const char *name; int64_t v; } ints[] = {
       {"format_version", 1},           {"num_blocks", c->num_blocks},
       {"model_dim", c->model_dim},     {"kernel_size", c->kernel_size},
@@ -308,10 +282,10 @@ static int write_attrs(hid_t file, const char *path, const pai_config *c) {
       {"output_length", c->output_length},
   };
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-    PAI_CHECK(write_int_attr(file, path, ints[i].name, &ints[i].v, 1, 1));
+    PAI_CHECK(pai_h5_write_i64(file, path, ints[i].name, &ints[i].v, 1, 1));
   int64_t dims[PAI_MAX_HEADS];
   for (int j = 0; j < c->n_heads; j++) dims[j] = c->output_dims[j];
-  PAI_CHECK(write_int_attr(file, path, "output_dims", dims, c->n_heads, 0));
+  PAI_CHECK(pai_h5_write_i64(file, path, "output_dims", dims, c->n_heads, 0));
 
   H5_CHECK(space = H5Screate(H5S_SCALAR), "%s", path);
   H5_CHECK(a = H5Acreate2(file, "bn_epsilon", H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT),
@@ -323,18 +297,10 @@ static int write_attrs(hid_t file, const char *path, const pai_config *c) {
 
   const char *names[PAI_MAX_HEADS];
   for (int j = 0; j < c->n_heads; j++) names[j] = c->head_names[j];
-  hsize_t n = (hsize_t)c->n_heads;
-  H5_CHECK(strtype = H5Tcopy(H5T_C_S1), "%s", path);
-  H5_CHECK(H5Tset_size(strtype, H5T_VARIABLE), "%s", path);
-  H5_CHECK(H5Tset_cset(strtype, H5T_CSET_UTF8), "%s", path);
-  H5_CHECK(space = H5Screate_simple(1, &n, NULL), "%s", path);
-  H5_CHECK(a = H5Acreate2(file, "head_names", strtype, space, H5P_DEFAULT, H5P_DEFAULT),
-           "%s: cannot create attribute 'head_names'", path);
-  H5_CHECK(H5Awrite(a, strtype, names), "%s: head_names", path);
+  PAI_CHECK(pai_h5_write_strs(file, path, "head_names", names, c->n_heads, 0));
 fail:
   if (a >= 0) H5Aclose(a);
   if (space >= 0) H5Sclose(space);
-  if (strtype >= 0) H5Tclose(strtype);
   return rc;
 }
 
@@ -342,7 +308,7 @@ int pai_model_save(const pai_model *m, const char *folder) {
   int rc = 0;
   hid_t file = -1, lcpl = -1;
   char path[PAI_PATH_LEN + 32], tmp[PAI_PATH_LEN + 64];
-  h5_quiet();
+  pai_h5_quiet();
   PAI_TRY(pai_mkdir_p(folder));
   snprintf(path, sizeof path, "%s/model.h5", folder);
   snprintf(tmp, sizeof tmp, "%s/.model.h5.tmp.%ld", folder, (long)getpid());

@@ -16,7 +16,7 @@
 
 #include "model/pai.h"
 
-#define PAI_MAX_LIST 16
+#define PAI_MAX_LIST 256   /* e.g. every chromosome of a genome in --chrom */
 
 typedef enum {
   PAI_OPT_INT,       /* dst: int *          */

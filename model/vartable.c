@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mpi/log.h"
+#include "preprocess/tsv.h"
 
 static const char *const req_names[PAI_N_REQ_COLS] = {"chrom", "pos", "ref", "alt", "strand"};
 
@@ -15,19 +16,6 @@ static ssize_t read_line(pai_vartable *vt) {
   if (n < 0) return -1;
   vt->lineno++;
   while (n > 0 && (vt->line[n - 1] == '\n' || vt->line[n - 1] == '\r')) vt->line[--n] = 0;
-  return n;
-}
-
-/* Splits s at tabs in place; returns the field count (fields beyond max are counted only). */
-static int split_tabs(char *s, char **fields, int max) {
-  int n = 0;
-  for (char *p = s;; p++) {
-    if (n < max) fields[n] = p;
-    n++;
-    p = strchr(p, '\t');
-    if (!p) break;
-    *p = 0;
-  }
   return n;
 }
 
@@ -47,7 +35,7 @@ int pai_vartable_open(pai_vartable *vt, const char *path) {
   vt->header = strdup(vt->line);
   char *copy = strdup(vt->line);
   char *fields[1024];
-  vt->n_cols = split_tabs(copy, fields, 1024);
+  vt->n_cols = pai_split_tabs(copy, fields, 1024);
   int rc = 0;
   for (int r = 0; r < PAI_N_REQ_COLS && rc == 0; r++) {
     vt->col[r] = -1;
@@ -102,7 +90,7 @@ int pai_vartable_next(pai_vartable *vt, pai_variant *v) {
   v->lineno = vt->lineno;
   if (!v->text || !v->fields) return PAI_ERR_NOMEM;
   char *fields[1024];
-  int nf = split_tabs(v->fields, fields, 1024);
+  int nf = pai_split_tabs(v->fields, fields, 1024);
   if (nf != vt->n_cols) {
     PAI_ERR("%s:%ld: %d tab-separated fields, but the header has %d", vt->path, vt->lineno, nf,
             vt->n_cols);
@@ -116,25 +104,20 @@ int pai_vartable_next(pai_vartable *vt, pai_variant *v) {
     return PAI_ERR_INPUT;
   }
   const char *pos = fields[vt->col[PAI_COL_POS]];
-  char *end;
-  errno = 0;
-  long long p = strtoll(pos, &end, 10);
-  if (end == pos || *end || errno) {
+  int64_t p;
+  if (pai_parse_i64(pos, &p) < 0) {
     PAI_ERR("%s:%ld: field 'pos': '%s' is not an integer", vt->path, vt->lineno, pos);
     return PAI_ERR_INPUT;
   }
   if (p < 1) {
     PAI_ERR("%s:%ld: field 'pos': %lld is not a 1-based position (must be >= 1)", vt->path,
-            vt->lineno, p);
+            vt->lineno, (long long)p);
     return PAI_ERR_INPUT;
   }
   v->pos = p;
   const char *s = fields[vt->col[PAI_COL_STRAND]];
-  if (!strcmp(s, "1") || !strcmp(s, "+1") || !strcmp(s, "+")) {
-    v->strand = 1;
-  } else if (!strcmp(s, "-1") || !strcmp(s, "-")) {
-    v->strand = -1;
-  } else {
+  v->strand = pai_parse_strand(s);
+  if (!v->strand) {
     PAI_ERR("%s:%ld: field 'strand': '%s' is not 1, -1, + or -", vt->path, vt->lineno, s);
     return PAI_ERR_INPUT;
   }

@@ -7,12 +7,14 @@
 
 static int log_rank = -1;   /* -1: not distributed, no rank shown */
 static int log_quiet = 0;
+static int log_mute = 0;
 
 void pai_log_set_rank(int rank, int size) { log_rank = size > 1 ? rank : -1; }
 void pai_log_set_quiet(int quiet) { log_quiet = quiet; }
+void pai_log_set_mute(int mute) { log_mute = mute; }
 
 void pai_log(char level, const char *where, const char *fmt, ...) {
-  if (level == 'I' && log_quiet) return;
+  if (log_mute || (level == 'I' && log_quiet)) return;
   char msg[2048];
   va_list ap;
   va_start(ap, fmt);

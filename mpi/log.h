@@ -12,6 +12,9 @@
 
 void pai_log_set_rank(int rank, int size);
 void pai_log_set_quiet(int quiet);   /* 1: drop I lines (errors and warnings still print) */
+/* 1: drop every line. For ranks that repeat work rank 0 already reports (parsing the command
+ * line), so that a message is printed once, not once per rank. */
+void pai_log_set_mute(int mute);
 void pai_log(char level, const char *where, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

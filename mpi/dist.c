@@ -1,0 +1,84 @@
+/* dist.c - see dist.h. */
+#include "mpi/dist.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+
+#include "mpi/log.h"
+
+#define MPI_CHECK(call)                                                          \
+  do {                                                                           \
+    int mpi_rc_ = (call);                                                        \
+    if (mpi_rc_ != MPI_SUCCESS) {                                                \
+      char mpi_msg_[MPI_MAX_ERROR_STRING];                                       \
+      int mpi_len_ = 0;                                                          \
+      MPI_Error_string(mpi_rc_, mpi_msg_, &mpi_len_);                            \
+      PAI_ERR("%s failed: %s (%s:%d)", #call, mpi_msg_, __FILE__, __LINE__);     \
+      return PAI_ERR_RUNTIME;                                                    \
+    }                                                                            \
+  } while (0)
+
+int pai_dist_init(pai_dist *d, int *argc, char ***argv) {
+  d->rank = 0;
+  d->size = 1;
+  d->mpi = 0;
+  int provided = 0;
+  MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  d->mpi = 1;
+  /* Errors come back as codes (checked above), not as an abort inside MPI. */
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &d->size));
+  pai_log_set_rank(d->rank, d->size);
+  return 0;
+}
+
+void pai_dist_finalize(pai_dist *d) {
+  if (d->mpi) MPI_Finalize();
+  d->mpi = 0;
+}
+
+int pai_dist_agree(const pai_dist *d, int status) {
+  int mine = status, worst = status;
+  if (mine > 0 || mine < PAI_ERR_RUNTIME) mine = PAI_ERR_RUNTIME;
+  if (d->size == 1) return mine;
+  MPI_CHECK(MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+  return worst;
+}
+
+int pai_dist_bcast_bytes(const pai_dist *d, int root, char **buf, size_t *n) {
+  if (d->size == 1) return 0;
+  long long len = d->rank == root ? (long long)*n : 0;
+  MPI_CHECK(MPI_Bcast(&len, 1, MPI_LONG_LONG, root, MPI_COMM_WORLD));
+  if (d->rank != root) {
+    *buf = malloc((size_t)len + 1);
+    *n = (size_t)len;
+    if (!*buf) {
+      /* Departure from "only main() ends the process": the root is already inside the
+       * broadcast and cannot learn of this failure, so returning would leave it waiting. */
+      PAI_ERR("out of memory receiving %lld bytes from rank %d", len, root);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+  }
+  /* MPI counts are int: send in pieces of at most 1 GiB */
+  for (long long off = 0; off < len; off += 1 << 30) {
+    long long piece = len - off < (1 << 30) ? len - off : (1 << 30);
+    MPI_CHECK(MPI_Bcast(*buf + off, (int)piece, MPI_BYTE, root, MPI_COMM_WORLD));
+  }
+  if (d->rank != root) (*buf)[len] = 0;
+  return 0;
+}
+
+int pai_dist_sum_i64(const pai_dist *d, const int64_t *in, int64_t *out, int n) {
+  if (d->size == 1) {
+    for (int i = 0; i < n; i++) out[i] = in[i];
+    return 0;
+  }
+  MPI_CHECK(MPI_Allreduce(in, out, n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
+  return 0;
+}
+
+int pai_dist_barrier(const pai_dist *d) {
+  if (d->size > 1) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+  return 0;
+}

@@ -1,0 +1,88 @@
+/* bigwig.c - see bigwig.h. */
+#include "preprocess/bigwig.h"
+
+#include <bigWig.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpi/log.h"
+
+struct pai_bigwig {
+  bigWigFile_t *fp;
+  char path[PAI_PATH_LEN];
+};
+
+int pai_bigwig_init(void) {
+  /* the buffer only matters for remote files; 128 KiB as in libBigWig's examples */
+  if (bwInit(1 << 17) != 0) {
+    PAI_ERR("libBigWig initialisation failed");
+    return PAI_ERR_RUNTIME;
+  }
+  return 0;
+}
+
+int pai_bigwig_open(pai_bigwig **bw, const char *path) {
+  *bw = NULL;
+  pai_bigwig *b = calloc(1, sizeof *b);
+  if (!b) return PAI_ERR_NOMEM;
+  snprintf(b->path, sizeof b->path, "%s", path);
+  b->fp = bwOpen(path, NULL, "r");
+  if (!b->fp) {
+    free(b);
+    return PAI_ERR_IO;   /* the caller names the table row */
+  }
+  if (b->fp->type != 0 || !b->fp->cl) {   /* type 1: bigBed */
+    bwClose(b->fp);
+    free(b);
+    return PAI_ERR_INPUT;
+  }
+  *bw = b;
+  return 0;
+}
+
+void pai_bigwig_close(pai_bigwig *bw) {
+  if (!bw) return;
+  bwClose(bw->fp);
+  free(bw);
+}
+
+const char *pai_bigwig_path(const pai_bigwig *bw) { return bw->path; }
+
+int64_t pai_bigwig_chrom_len(const pai_bigwig *bw, const char *chrom) {
+  const chromList_t *cl = bw->fp->cl;
+  for (int64_t i = 0; i < cl->nKeys; i++)
+    if (!strcmp(cl->chrom[i], chrom)) return cl->len[i];
+  return -1;
+}
+
+int pai_bigwig_fill(pai_bigwig *bw, const char *chrom, int64_t chrom_len, int64_t start,
+                    int64_t len, const pai_xform *xf, float *out, int64_t stride) {
+  const int64_t end = start + len;
+  const int64_t lo = start > 0 ? start : 0;                /* [lo, hi): inside the genome */
+  const int64_t hi = end < chrom_len ? end : chrom_len;
+  const float missing = (float)pai_xform_apply(xf, NAN);
+  for (int64_t q = start; q < end; q++)
+    out[(q - start) * stride] = (q >= lo && q < hi) ? missing : 0.0f;
+  int64_t file_len = pai_bigwig_chrom_len(bw, chrom);
+  const int64_t qhi = hi < file_len ? hi : file_len;       /* the file has nothing past its end */
+  if (qhi <= lo) return 0;
+  bwOverlappingIntervals_t *iv =
+      bwGetOverlappingIntervals(bw->fp, chrom, (uint32_t)lo, (uint32_t)qhi);
+  if (!iv) {
+    PAI_ERR("%s: cannot read %s:%lld-%lld (damaged file?)", bw->path, chrom, (long long)lo,
+            (long long)qhi);
+    return PAI_ERR_IO;
+  }
+  for (uint32_t k = 0; k < iv->l; k++) {
+    int64_t a = iv->start[k], b = iv->end[k];
+    if (a < lo) a = lo;
+    if (b > qhi) b = qhi;
+    if (a >= b) continue;
+    const float v = (float)pai_xform_apply(xf, iv->value[k]);
+    float *o = out + (a - start) * stride;
+    for (int64_t q = a; q < b; q++, o += stride) *o = v;
+  }
+  bwDestroyOverlappingIntervals(iv);
+  return 0;
+}

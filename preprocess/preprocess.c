@@ -1,0 +1,689 @@
+/* preprocess.c - see preprocess.h and docs/preprocess.md.
+ *
+ * Flow (every step that can fail on one rank ends in pai_dist_agree, so all ranks stop together):
+ *   1. rank 0 checks the options, reads both tables, checks every row against the FASTA and opens
+ *      every bigWig; the tables' bytes are broadcast and the other ranks parse the same bytes;
+ *   2. every rank computes the same plan (mpi/shard.h) and the shards' fingerprints;
+ *      rank 0 removes leftovers (*.tmp, shards of an earlier plan);
+ *   3. each rank builds its shards, one sample at a time, skipping those already up to date;
+ *   4. rank 0 writes manifest.tsv once every rank has succeeded. */
+#include "preprocess/preprocess.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model/half.h"
+#include "model/model.h"
+#include "model/seq.h"
+#include "mpi/log.h"
+#include "mpi/shard.h"
+#include "preprocess/bigwig.h"
+#include "preprocess/fasta.h"
+#include "preprocess/shardfile.h"
+#include "preprocess/tsv.h"
+#include "preprocess/xform.h"
+
+typedef struct {
+  int64_t pos;     /* 1-based */
+  long line;
+  int strand;
+} tss_row;
+
+typedef struct {
+  char name[PAI_NAME_LEN * 4];
+  int fasta_index;
+  int64_t len;     /* from the FASTA */
+  int64_t n, cap;
+  tss_row *rows;   /* in table order */
+} chrom_group;
+
+typedef struct {
+  pai_tsv tss, trk;
+  int n_groups;
+  chrom_group *groups;   /* ordered as in the FASTA index */
+  int T;
+  char (*fwd)[PAI_PATH_LEN], (*rev)[PAI_PATH_LEN];
+  const char **names, **xf_text;
+  char *names_buf;
+  pai_xform *xf;
+  char *track_text;      /* the track table verbatim (for the shard attribute) */
+} prep_input;
+
+static void input_free(prep_input *in) {
+  for (int g = 0; g < in->n_groups; g++) free(in->groups[g].rows);
+  free(in->groups);
+  free(in->fwd);
+  free(in->rev);
+  free(in->names);
+  free(in->xf_text);
+  free(in->names_buf);
+  free(in->xf);
+  free(in->track_text);
+  pai_tsv_free(&in->tss);
+  pai_tsv_free(&in->trk);
+  memset(in, 0, sizeof *in);
+}
+
+/* ---- step 1: the two tables ------------------------------------------------------------------ */
+
+static int check_opts(const pai_prep_opts *o) {
+  const struct { const char *name; int v; } lens[] = {{"input_length", o->input_length},
+                                                      {"output_length", o->output_length}};
+  for (int i = 0; i < 2; i++)
+    if (lens[i].v <= 0 || lens[i].v % 2) {
+      PAI_ERR("--%s %d: must be a positive even number", lens[i].name, lens[i].v);
+      return PAI_ERR_USAGE;
+    }
+  if (strcmp(o->y_dtype, "float16") && strcmp(o->y_dtype, "float32")) {
+    PAI_ERR("--y_dtype %s: must be float16 or float32", o->y_dtype);
+    return PAI_ERR_USAGE;
+  }
+  if (o->deflate < 0 || o->deflate > 9) {
+    PAI_ERR("--deflate %d: must be 0 (none) to 9", o->deflate);
+    return PAI_ERR_USAGE;
+  }
+  if (o->chunk_positions <= 0) {
+    PAI_ERR("--chunk_positions %d: must be positive", o->chunk_positions);
+    return PAI_ERR_USAGE;
+  }
+  return 0;
+}
+
+static int group_of(prep_input *in, pai_fasta *fa, const char *chrom, int *last) {
+  if (*last >= 0 && !strcmp(in->groups[*last].name, chrom)) return *last;
+  for (int g = 0; g < in->n_groups; g++)
+    if (!strcmp(in->groups[g].name, chrom)) return *last = g;
+  chrom_group *ng = realloc(in->groups, (size_t)(in->n_groups + 1) * sizeof *ng);
+  if (!ng) return PAI_ERR_NOMEM;
+  in->groups = ng;
+  chrom_group *g = &in->groups[in->n_groups];
+  memset(g, 0, sizeof *g);
+  snprintf(g->name, sizeof g->name, "%s", chrom);
+  g->len = pai_fasta_chrom_len(fa, chrom);
+  g->fasta_index = -1;
+  for (int i = 0; i < pai_fasta_n_chroms(fa); i++)
+    if (!strcmp(pai_fasta_chrom_name(fa, i), chrom)) g->fasta_index = i;
+  return *last = in->n_groups++;
+}
+
+static int by_fasta_index(const void *a, const void *b) {
+  return ((const chrom_group *)a)->fasta_index - ((const chrom_group *)b)->fasta_index;
+}
+
+static int parse_tss(prep_input *in, const pai_prep_opts *o, pai_fasta *fa) {
+  const pai_tsv *t = &in->tss;
+  const char *path = o->tss_file;
+  int c_chrom = pai_tsv_col(t, "chrom"), c_pos = pai_tsv_col(t, "pos"),
+      c_strand = pai_tsv_col(t, "strand");
+  const char *pos_name = "pos";
+  if (c_pos < 0) {
+    c_pos = pai_tsv_col(t, "tss_pos");
+    pos_name = "tss_pos";
+  }
+  if (c_chrom < 0 || c_pos < 0 || c_strand < 0) {
+    PAI_ERR("%s:1: missing column '%s' (the header must name chrom, pos or tss_pos, and strand, "
+            "tab-separated)", path, c_chrom < 0 ? "chrom" : c_pos < 0 ? "pos" : "strand");
+    return PAI_ERR_INPUT;
+  }
+  for (int i = 0; i < o->chroms->n; i++)
+    if (pai_fasta_chrom_len(fa, o->chroms->v[i]) < 0) {
+      PAI_ERR("--chrom %s: no such chromosome in %s", o->chroms->v[i], o->fasta_file);
+      return PAI_ERR_USAGE;
+    }
+  int last = -1;
+  for (int r = 0; r < t->n_rows; r++) {
+    const long line = t->lineno[r];
+    const char *chrom = pai_tsv_get(t, r, c_chrom), *ps = pai_tsv_get(t, r, c_pos),
+               *ss = pai_tsv_get(t, r, c_strand);
+    if (o->chroms->n) {
+      int keep = 0;
+      for (int i = 0; i < o->chroms->n && !keep; i++) keep = !strcmp(o->chroms->v[i], chrom);
+      if (!keep) continue;
+    }
+    int64_t pos;
+    if (pai_parse_i64(ps, &pos) < 0 || pos < 1) {
+      PAI_ERR("%s:%ld: field '%s': '%s' is not a 1-based position (an integer >= 1)", path, line,
+              pos_name, ps);
+      return PAI_ERR_INPUT;
+    }
+    const int strand = pai_parse_strand(ss);
+    if (!strand) {
+      PAI_ERR("%s:%ld: field 'strand': '%s' is not 1, -1, + or -", path, line, ss);
+      return PAI_ERR_INPUT;
+    }
+    if (!chrom[0] || strlen(chrom) >= sizeof in->groups[0].name) {
+      PAI_ERR("%s:%ld: field 'chrom' is empty or too long", path, line);
+      return PAI_ERR_INPUT;
+    }
+    int g = group_of(in, fa, chrom, &last);
+    if (g < 0) return g;
+    chrom_group *G = &in->groups[g];
+    if (G->len < 0) {
+      PAI_ERR("%s:%ld: chromosome '%s' is not in %s", path, line, chrom, o->fasta_file);
+      return PAI_ERR_INPUT;
+    }
+    if (pos > G->len) {
+      PAI_ERR("%s:%ld: field '%s': %lld is past the end of %s (length %lld in %s)", path, line,
+              pos_name, (long long)pos, chrom, (long long)G->len, o->fasta_file);
+      return PAI_ERR_INPUT;
+    }
+    if (G->n == G->cap) {
+      G->cap = G->cap ? 2 * G->cap : 256;
+      tss_row *nr = realloc(G->rows, (size_t)G->cap * sizeof *nr);
+      if (!nr) return PAI_ERR_NOMEM;
+      G->rows = nr;
+    }
+    G->rows[G->n++] = (tss_row){pos, line, strand};
+  }
+  qsort(in->groups, (size_t)in->n_groups, sizeof *in->groups, by_fasta_index);
+  for (int i = 0; i < o->chroms->n; i++) {
+    int found = 0;
+    for (int g = 0; g < in->n_groups && !found; g++) found = !strcmp(in->groups[g].name, o->chroms->v[i]);
+    if (!found) PAI_WARN("--chrom %s: no TSS in %s", o->chroms->v[i], path);
+  }
+  if (in->n_groups == 0) {
+    PAI_ERR("%s: no TSS rows%s", path, o->chroms->n ? " on the chromosomes given by --chrom" : "");
+    return PAI_ERR_INPUT;
+  }
+  return 0;
+}
+
+/* A relative path is read from the current directory, or else from the table's folder. */
+static void resolve_path(const char *table, const char *p, char *out) {
+  snprintf(out, PAI_PATH_LEN, "%s", p);
+  if (p[0] == '/' || access(p, F_OK) == 0) return;
+  const char *slash = strrchr(table, '/');
+  if (!slash) return;
+  char cand[2 * PAI_PATH_LEN];
+  snprintf(cand, sizeof cand, "%.*s/%s", (int)(slash - table), table, p);
+  if (strlen(cand) < PAI_PATH_LEN && access(cand, F_OK) == 0) memcpy(out, cand, strlen(cand) + 1);
+}
+
+static int parse_tracks(prep_input *in, const pai_prep_opts *o, int open_files) {
+  const pai_tsv *t = &in->trk;
+  const char *path = o->bigwig_files;
+  const char *req[3] = {"fwd", "rev", "xform"};
+  int col[3];
+  for (int k = 0; k < 3; k++)
+    if ((col[k] = pai_tsv_col(t, req[k])) < 0) {
+      PAI_ERR("%s:1: missing column '%s' (the header must name fwd, rev and xform, "
+              "tab-separated)", path, req[k]);
+      return PAI_ERR_INPUT;
+    }
+  if (t->n_rows == 0) {
+    PAI_ERR("%s: no tracks (one row per track expected)", path);
+    return PAI_ERR_INPUT;
+  }
+  const int T = in->T = t->n_rows, c_name = pai_tsv_col(t, "name");
+  in->fwd = calloc((size_t)T, sizeof *in->fwd);
+  in->rev = calloc((size_t)T, sizeof *in->rev);
+  in->names = calloc((size_t)T, sizeof *in->names);
+  in->xf_text = calloc((size_t)T, sizeof *in->xf_text);
+  in->names_buf = calloc((size_t)T, PAI_PATH_LEN);
+  in->xf = calloc((size_t)T, sizeof *in->xf);
+  if (!in->fwd || !in->rev || !in->names || !in->xf_text || !in->names_buf || !in->xf)
+    return PAI_ERR_NOMEM;
+  for (int r = 0; r < T; r++) {
+    const long line = t->lineno[r];
+    resolve_path(path, pai_tsv_get(t, r, col[0]), in->fwd[r]);
+    resolve_path(path, pai_tsv_get(t, r, col[1]), in->rev[r]);
+    in->xf_text[r] = pai_tsv_get(t, r, col[2]);
+    char why[256];
+    if (pai_xform_parse(in->xf_text[r], &in->xf[r], why, sizeof why) < 0) {
+      PAI_ERR("%s:%ld: field 'xform': cannot read transform '%s': %s (accepted forms: "
+              "docs/preprocess.md)", path, line, in->xf_text[r], why);
+      return PAI_ERR_INPUT;
+    }
+    if (open_files && !pai_xform_nan_is_zero(&in->xf[r]))
+      PAI_WARN("%s:%ld: transform '%s' does not map missing data (NaN) to 0: positions without "
+               "bigWig data will hold %g", path, line, in->xf_text[r],
+               pai_xform_apply(&in->xf[r], 0.0 / 0.0));
+    /* name: the `name` column, else the extra columns joined with '/', else the fwd file stem */
+    char *nm = in->names_buf + (size_t)r * PAI_PATH_LEN;
+    if (c_name >= 0) {
+      snprintf(nm, PAI_PATH_LEN, "%s", pai_tsv_get(t, r, c_name));
+    } else {
+      size_t used = 0;
+      for (int c = 0; c < t->n_cols; c++) {
+        if (c == col[0] || c == col[1] || c == col[2]) continue;
+        used += (size_t)snprintf(nm + used, PAI_PATH_LEN - used, "%s%s", used ? "/" : "",
+                                 pai_tsv_get(t, r, c));
+        if (used >= PAI_PATH_LEN) used = PAI_PATH_LEN - 1;
+      }
+      if (!used) {
+        const char *f = pai_tsv_get(t, r, col[0]), *base = strrchr(f, '/');
+        snprintf(nm, PAI_PATH_LEN, "%s", base ? base + 1 : f);
+        char *dot = strrchr(nm, '.');
+        if (dot && dot != nm) *dot = 0;
+      }
+    }
+    in->names[r] = nm;
+    for (int k = 0; k < 2 && open_files; k++) {
+      const char *bwp = k ? in->rev[r] : in->fwd[r];
+      pai_bigwig *bw;
+      int rc = pai_bigwig_open(&bw, bwp);
+      if (rc < 0) {
+        PAI_ERR("%s:%ld: field '%s': cannot open bigWig %s (%s)", path, line, req[k], bwp,
+                access(bwp, R_OK) != 0 ? strerror(errno) : "not a bigWig file");
+        return rc;
+      }
+      pai_bigwig_close(bw);
+    }
+  }
+  return 0;
+}
+
+/* Rank 0 (check = 1) reads the files and checks everything; other ranks parse the broadcast
+ * bytes (check = 0: no bigWig opening, same parse). */
+static int load_inputs(const pai_dist *d, const pai_prep_opts *o, prep_input *in,
+                       pai_fasta **fa) {
+  int rc = 0;
+  char *tss_buf = NULL, *trk_buf = NULL;
+  size_t tss_n = 0, trk_n = 0;
+  if (d->rank == 0) {
+    rc = check_opts(o);
+    if (rc == 0) rc = pai_read_file(o->tss_file, "TSS table", &tss_buf, &tss_n);
+    if (rc == 0) rc = pai_read_file(o->bigwig_files, "track table", &trk_buf, &trk_n);
+    if (rc == 0) rc = pai_fasta_open(fa, o->fasta_file);
+  }
+  rc = pai_dist_agree(d, rc);
+  if (rc == 0) rc = pai_dist_bcast_bytes(d, 0, &tss_buf, &tss_n);
+  if (rc == 0) rc = pai_dist_bcast_bytes(d, 0, &trk_buf, &trk_n);
+  if (rc < 0) goto done;
+  in->track_text = strdup(trk_buf);
+  if (!in->track_text) rc = PAI_ERR_NOMEM;
+  /* rank 0 first, so that a bad row is reported once; then the others */
+  for (int turn = 0; turn < 2; turn++) {
+    if ((turn == 0) == (d->rank == 0) && rc == 0) {
+      if (d->rank != 0) rc = pai_fasta_open(fa, o->fasta_file);
+      if (rc == 0) rc = pai_tsv_parse(&in->tss, o->tss_file, tss_buf);
+      else free(tss_buf);
+      tss_buf = NULL;
+      if (rc == 0) rc = pai_tsv_parse(&in->trk, o->bigwig_files, trk_buf);
+      else free(trk_buf);
+      trk_buf = NULL;
+      if (rc == 0) rc = parse_tss(in, o, *fa);
+      if (rc == 0) rc = parse_tracks(in, o, d->rank == 0);
+      if (rc == 0 && d->rank == 0) rc = pai_mkdir_p(o->h5_folder);
+    }
+    rc = pai_dist_agree(d, rc);
+    if (rc < 0) break;
+  }
+done:
+  free(tss_buf);
+  free(trk_buf);
+  return rc;
+}
+
+/* ---- step 2: plan, fingerprints, housekeeping -------------------------------------------------- */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *c = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 0x100000001b3ULL;
+  return h;
+}
+static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s, strlen(s) + 1); }
+static uint64_t fnv_file(uint64_t h, const char *path) {
+  struct stat st;
+  int64_t v[3] = {0, 0, 0};
+  if (stat(path, &st) == 0) {
+    v[0] = (int64_t)st.st_size;
+    v[1] = (int64_t)st.st_mtim.tv_sec;
+    v[2] = (int64_t)st.st_mtim.tv_nsec;
+  }
+  return fnv(fnv_str(h, path), v, sizeof v);
+}
+
+/* What every shard's contents depend on besides its own rows. */
+static uint64_t common_fingerprint(const pai_prep_opts *o, const prep_input *in) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  const int64_t v[3] = {1 /* format */, o->input_length, o->output_length};
+  h = fnv(h, v, sizeof v);
+  h = fnv_str(h, o->y_dtype);
+  h = fnv_file(h, o->fasta_file);
+  for (int t = 0; t < in->T; t++) {
+    h = fnv_file(fnv_file(h, in->fwd[t]), in->rev[t]);
+    h = fnv_str(fnv_str(h, in->xf_text[t]), in->names[t]);
+  }
+  return h;
+}
+
+static void shard_name(const chrom_group *g, const pai_shard_part *p, char *out, size_t n) {
+  char safe[sizeof g->name];
+  snprintf(safe, sizeof safe, "%s", g->name);
+  for (char *c = safe; *c; c++)
+    if (*c == '/') *c = '_';
+  if (p->n_parts == 1) snprintf(out, n, "%s.h5", safe);
+  else snprintf(out, n, "%s.part%d.h5", safe, p->part);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* Rank 0: delete leftover temporary files, and shards that an earlier manifest lists but this
+ * plan does not name (they would otherwise be read twice by a trainer globbing the folder). */
+static void housekeeping(const pai_prep_opts *o, const prep_input *in, const pai_shard_part *parts,
+                         int n_parts) {
+  char path[2 * PAI_PATH_LEN];
+  DIR *dir = opendir(o->h5_folder);
+  for (struct dirent *e; dir && (e = readdir(dir));) {
+    if (ends_with(e->d_name, ".h5.tmp") || !strcmp(e->d_name, "manifest.tsv.tmp")) {
+      snprintf(path, sizeof path, "%s/%s", o->h5_folder, e->d_name);
+      if (unlink(path) == 0) PAI_INFO("removed leftover %s", path);
+    }
+  }
+  if (dir) closedir(dir);
+  snprintf(path, sizeof path, "%s/manifest.tsv", o->h5_folder);
+  FILE *f = fopen(path, "r");
+  char line[4 * PAI_PATH_LEN];
+  while (f && fgets(line, sizeof line, f)) {
+    if (line[0] == '#') continue;
+    line[strcspn(line, "\t\r\n")] = 0;
+    if (!ends_with(line, ".h5") || strchr(line, '/')) continue;
+    int in_plan = 0;
+    for (int i = 0; i < n_parts && !in_plan; i++) {
+      char name[PAI_PATH_LEN];
+      shard_name(&in->groups[parts[i].group], &parts[i], name, sizeof name);
+      in_plan = !strcmp(name, line);
+    }
+    char old[6 * PAI_PATH_LEN];
+    snprintf(old, sizeof old, "%s/%s", o->h5_folder, line);
+    if (!in_plan && unlink(old) == 0) PAI_INFO("removed %s (not part of this run's plan)", old);
+  }
+  if (f) fclose(f);
+}
+
+/* ---- step 3: samples ------------------------------------------------------------------------------ */
+
+typedef struct {
+  const pai_prep_opts *o;
+  const prep_input *in;
+  pai_fasta *fa;
+  pai_bigwig **bw;      /* [2T]: fwd of track t at 2t, rev at 2t + 1; opened on first use */
+  char *seq;            /* [S_in] */
+  uint8_t *x;           /* [S_in] */
+  float *y;             /* [S_out * T] */
+  uint16_t *y16;        /* [S_out * T] */
+  char *warned;         /* [2T] name of the last chromosome warned about, per file */
+} worker;
+
+static int worker_bigwig(worker *w, int k, pai_bigwig **out) {
+  if (!w->bw[k]) {
+    const char *path = k % 2 ? w->in->rev[k / 2] : w->in->fwd[k / 2];
+    int rc = pai_bigwig_open(&w->bw[k], path);
+    if (rc < 0) {
+      PAI_ERR("cannot open bigWig %s (%s)", path, strerror(errno));
+      return rc;
+    }
+  }
+  *out = w->bw[k];
+  return 0;
+}
+
+/* One sample in transcript orientation: w->x and w->y (and w->y16 when storing float16). */
+static int build_sample(worker *w, const chrom_group *g, const tss_row *r, const int *has_chrom) {
+  const int64_t S_in = w->o->input_length, S_out = w->o->output_length, p = r->pos - 1;
+  const int T = w->in->T;
+  PAI_TRY(pai_fasta_window(w->fa, g->name, p - S_in / 2, S_in, w->seq));
+  pai_encode(w->x, w->seq, (size_t)S_in);
+  if (r->strand < 0) pai_revcomp_codes(w->x, (size_t)S_in);
+  for (int t = 0; t < T; t++) {
+    const int k = 2 * t + (r->strand < 0);
+    if (!has_chrom[k]) {   /* the file lacks this chromosome: zeros (warned once) */
+      for (int64_t q = 0; q < S_out; q++) w->y[q * T + t] = 0.0f;
+      continue;
+    }
+    pai_bigwig *bw;
+    PAI_TRY(worker_bigwig(w, k, &bw));
+    PAI_TRY(pai_bigwig_fill(bw, g->name, g->len, p - S_out / 2, S_out, &w->in->xf[t], w->y + t, T));
+  }
+  if (r->strand < 0)   /* reverse positions; tracks keep their order */
+    for (int64_t a = 0, b = S_out - 1; a < b; a++, b--)
+      for (int t = 0; t < T; t++) {
+        float tmp = w->y[a * T + t];
+        w->y[a * T + t] = w->y[b * T + t];
+        w->y[b * T + t] = tmp;
+      }
+  if (!strcmp(w->o->y_dtype, "float16")) {
+    for (int64_t i = 0; i < S_out * T; i++) {
+      if (pai_f16_overflows(w->y[i])) {
+        const int64_t q = i / T;
+        const int64_t gpos = r->strand > 0 ? p - S_out / 2 + q : p + S_out / 2 - 1 - q;
+        PAI_ERR("%s:%lld (track %d '%s', TSS on line %ld): transformed value %g does not fit in "
+                "float16 (max 65504); use --y_dtype float32 or a compressing transform",
+                g->name, (long long)gpos + 1, (int)(i % T) + 1, w->in->names[i % T], r->line,
+                w->y[i]);
+        return PAI_ERR_INPUT;
+      }
+      w->y16[i] = pai_f32_to_f16(w->y[i]);
+    }
+  }
+  return 0;
+}
+
+static int build_shard(worker *w, const chrom_group *g, const pai_shard_part *part,
+                       const char *path, const char *name, const char *fingerprint) {
+  const pai_prep_opts *o = w->o;
+  const prep_input *in = w->in;
+  const int T = in->T;
+  int rc = 0;
+  int *has_chrom = calloc((size_t)(2 * T), sizeof *has_chrom);
+  if (!has_chrom) return PAI_ERR_NOMEM;
+  for (int k = 0; k < 2 * T; k++) {
+    pai_bigwig *bw;
+    int need = 0;   /* only the strands this part has */
+    for (int64_t i = 0; i < part->count && !need; i++)
+      need = (g->rows[part->first + i].strand < 0) == (k % 2);
+    if (!need) continue;
+    PAI_CHECK(worker_bigwig(w, k, &bw));
+    has_chrom[k] = pai_bigwig_chrom_len(bw, g->name) >= 0;
+    char *warned = w->warned + (size_t)k * PAI_NAME_LEN * 4;
+    if (!has_chrom[k] && strcmp(warned, g->name)) {
+      PAI_WARN("%s has no chromosome %s: track %d ('%s') is 0 on %s strand TSSs there",
+               pai_bigwig_path(bw), g->name, k / 2 + 1, in->names[k / 2], k % 2 ? "-" : "+");
+      snprintf(warned, PAI_NAME_LEN * 4, "%s", g->name);
+    }
+  }
+  pai_shard_meta m = {
+      .chrom = g->name, .part = part->part, .n_parts = part->n_parts,
+      .n_samples = part->count, .input_length = o->input_length,
+      .output_length = o->output_length, .n_tracks = T,
+      .y_f16 = !strcmp(o->y_dtype, "float16"), .deflate = o->deflate,
+      .chunk_positions = o->chunk_positions, .track_names = in->names, .xforms = in->xf_text,
+      .tss_file = o->tss_file, .fasta_file = o->fasta_file, .bigwig_files = o->bigwig_files,
+      .track_table = in->track_text, .fingerprint = fingerprint};
+  pai_shard_writer *sw = NULL;
+  PAI_CHECK(pai_shard_create(&sw, path, &m));
+  const double t0 = pai_now_s();
+  double last = t0;
+  for (int64_t i = 0; i < part->count; i++) {
+    const tss_row *r = &g->rows[part->first + i];
+    PAI_CHECK(build_sample(w, g, r, has_chrom));
+    PAI_CHECK(pai_shard_put(sw, i, w->x, m.y_f16 ? (const void *)w->y16 : (const void *)w->y,
+                            r->pos, r->strand, r->line));
+    const double now = pai_now_s();
+    if (now - last >= 10.0) {
+      last = now;
+      PAI_INFO("%s: %lld/%lld samples, %.1f samples/s", name, (long long)i + 1,
+               (long long)part->count, (i + 1) / (now - t0));
+    }
+  }
+  rc = pai_shard_commit(sw);
+  sw = NULL;
+  if (rc == 0) {
+    const double dt = pai_now_s() - t0;
+    PAI_INFO("%s: %lld samples in %.1f s (%.1f samples/s)", name, (long long)part->count, dt,
+             part->count / (dt > 0 ? dt : 1e-9));
+  }
+fail:
+  pai_shard_abort(sw);
+  free(has_chrom);
+  return rc;
+}
+
+/* Lifts the open-file limit to its hard maximum: a rank keeps 2 T bigWigs open. */
+static void raise_file_limit(int need) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= (rlim_t)need) return;
+  rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (rlim_t)need ? (rlim_t)need : rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+static int run_my_parts(const pai_dist *d, const pai_prep_opts *o, const prep_input *in,
+                        pai_fasta *fa, const pai_shard_part *parts, int n_parts, uint64_t common,
+                        int64_t counts[3]) {
+  const int64_t S_in = o->input_length, S_out = o->output_length;
+  const int T = in->T;
+  int rc = 0;
+  raise_file_limit(2 * T + 64);
+  worker w = {.o = o, .in = in, .fa = fa};
+  w.bw = calloc((size_t)(2 * T), sizeof *w.bw);
+  w.seq = malloc((size_t)S_in);
+  w.x = malloc((size_t)S_in);
+  w.y = malloc((size_t)(S_out * T) * sizeof *w.y);
+  w.y16 = malloc((size_t)(S_out * T) * sizeof *w.y16);
+  w.warned = calloc((size_t)(2 * T), PAI_NAME_LEN * 4);
+  if (!w.bw || !w.seq || !w.x || !w.y || !w.y16 || !w.warned) {
+    PAI_ERR("out of memory for one sample's buffers (%lld bytes)",
+            (long long)(2 * S_in + 6 * S_out * T));
+    rc = PAI_ERR_NOMEM;
+    goto fail;
+  }
+  for (int i = 0; i < n_parts; i++) {
+    const pai_shard_part *p = &parts[i];
+    if (p->rank != d->rank) continue;
+    const chrom_group *g = &in->groups[p->group];
+    char name[PAI_PATH_LEN], path[2 * PAI_PATH_LEN + 8], fp[32];
+    shard_name(g, p, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", o->h5_folder, name);
+    uint64_t h = fnv_str(common, g->name);
+    h = fnv(h, (const int64_t[]){p->part, p->n_parts}, 2 * sizeof(int64_t));
+    for (int64_t k = 0; k < p->count; k++) {
+      const tss_row *r = &g->rows[p->first + k];
+      const int64_t v[3] = {r->pos, r->strand, r->line};
+      h = fnv(h, v, sizeof v);
+    }
+    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)h);
+    if (!o->force && pai_shard_is_current(path, fp, p->count, S_in, S_out, T)) {
+      PAI_INFO("%s: up to date (%lld samples), kept", name, (long long)p->count);
+      counts[1]++;
+      continue;
+    }
+    PAI_CHECK(build_shard(&w, g, p, path, name, fp));
+    counts[0]++;
+    counts[2] += p->count;
+  }
+fail:
+  for (int k = 0; w.bw && k < 2 * T; k++) pai_bigwig_close(w.bw[k]);
+  free(w.bw);
+  free(w.seq);
+  free(w.x);
+  free(w.y);
+  free(w.y16);
+  free(w.warned);
+  return rc;
+}
+
+/* ---- step 4: the manifest ----------------------------------------------------------------------- */
+
+static int write_manifest(const pai_dist *d, const pai_prep_opts *o, const prep_input *in,
+                          const pai_shard_part *parts, int n_parts, int64_t total) {
+  char path[PAI_PATH_LEN + 16], tmp[PAI_PATH_LEN + 32];
+  snprintf(path, sizeof path, "%s/manifest.tsv", o->h5_folder);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) {
+    PAI_ERR("cannot write %s: %s", tmp, strerror(errno));
+    return PAI_ERR_IO;
+  }
+  fprintf(f, "# ppreprocess manifest (docs/preprocess.md)\n");
+  fprintf(f, "# format_version = 1\n# created_by = ppreprocess %s\n", PAI_VERSION);
+  fprintf(f, "# input_length = %d\n# output_length = %d\n", o->input_length, o->output_length);
+  fprintf(f, "# y_dtype = %s\n# deflate = %d\n# chunk_positions = %d\n", o->y_dtype, o->deflate,
+          o->chunk_positions);
+  fprintf(f, "# tss_file = %s\n# fasta_file = %s\n# bigwig_files = %s\n", o->tss_file,
+          o->fasta_file, o->bigwig_files);
+  fprintf(f, "# n_tracks = %d\n# track_names =", in->T);
+  for (int t = 0; t < in->T; t++) fprintf(f, "%c%s", t ? '\t' : ' ', in->names[t]);
+  fprintf(f, "\n# xforms =");
+  for (int t = 0; t < in->T; t++) fprintf(f, "%c%s", t ? '\t' : ' ', in->xf_text[t]);
+  fprintf(f, "\n# ranks = %d\n# n_shards = %d\n# n_samples = %lld\n", d->size, n_parts,
+          (long long)total);
+  fprintf(f, "file\tchrom\tpart\tn_parts\tn_samples\n");
+  for (int i = 0; i < n_parts; i++) {
+    char name[PAI_PATH_LEN];
+    const chrom_group *g = &in->groups[parts[i].group];
+    shard_name(g, &parts[i], name, sizeof name);
+    fprintf(f, "%s\t%s\t%d\t%d\t%lld\n", name, g->name, parts[i].part, parts[i].n_parts,
+            (long long)parts[i].count);
+  }
+  if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    PAI_ERR("cannot write %s: %s", path, strerror(errno));
+    unlink(tmp);
+    return PAI_ERR_IO;
+  }
+  return 0;
+}
+
+int pai_preprocess_run(const pai_dist *d, const pai_prep_opts *o) {
+  prep_input in;
+  memset(&in, 0, sizeof in);
+  pai_fasta *fa = NULL;
+  pai_shard_part *parts = NULL;
+  int64_t *counts = NULL;
+  int n_parts = 0, rc = 0;
+  const double t0 = pai_now_s();
+  rc = pai_bigwig_init();
+  rc = pai_dist_agree(d, rc);
+  if (rc == 0) rc = load_inputs(d, o, &in, &fa);
+  if (rc < 0) goto done;
+
+  counts = calloc((size_t)in.n_groups, sizeof *counts);
+  if (!counts) rc = PAI_ERR_NOMEM;
+  int64_t total = 0;
+  for (int g = 0; g < in.n_groups && counts; g++) total += counts[g] = in.groups[g].n;
+  if (rc == 0) rc = pai_shard_plan(counts, in.n_groups, d->size, &parts, &n_parts);
+  if (rc == 0 && d->rank == 0) {
+    int64_t max_load = 0, *load = calloc((size_t)d->size, sizeof *load);
+    for (int i = 0; load && i < n_parts; i++) load[parts[i].rank] += parts[i].count;
+    for (int r = 0; load && r < d->size; r++) max_load = load[r] > max_load ? load[r] : max_load;
+    free(load);
+    PAI_INFO("%lld TSSs on %d chromosomes, %d tracks -> %d shards over %d rank%s (at most %lld "
+             "samples per rank)", (long long)total, in.n_groups, in.T, n_parts, d->size,
+             d->size > 1 ? "s" : "", (long long)max_load);
+    housekeeping(o, &in, parts, n_parts);
+  }
+  rc = pai_dist_agree(d, rc);
+  if (rc < 0) goto done;
+
+  int64_t mine[3] = {0, 0, 0}, all[3];   /* shards built, shards kept, samples built */
+  rc = run_my_parts(d, o, &in, fa, parts, n_parts, common_fingerprint(o, &in), mine);
+  rc = pai_dist_agree(d, rc);
+  if (rc < 0) goto done;
+  rc = pai_dist_sum_i64(d, mine, all, 3);
+  if (rc == 0 && d->rank == 0) {
+    rc = write_manifest(d, o, &in, parts, n_parts, total);
+    if (rc == 0) {
+      const double dt = pai_now_s() - t0;
+      PAI_INFO("done: %d shards (%lld built, %lld up to date), %lld samples built in %.1f s "
+               "(%.1f samples/s overall); manifest %s/manifest.tsv", n_parts, (long long)all[0],
+               (long long)all[1], (long long)all[2], dt, all[2] / (dt > 0 ? dt : 1e-9),
+               o->h5_folder);
+    }
+  }
+  rc = pai_dist_agree(d, rc);
+done:
+  free(parts);
+  free(counts);
+  pai_fasta_close(fa);
+  input_free(&in);
+  return rc;
+}

@@ -1,0 +1,278 @@
+/* psynth - a deterministic synthetic training set: genome FASTA, TSS table, bigWig tracks.
+ *
+ *   psynth --out DIR [--n_chroms 3] [--chrom_length 60000] [--n_tss 40] [--n_tracks 4] [--seed 1]
+ *
+ * writes DIR/genome.fa, DIR/tss.tsv, DIR/tracks.tsv and DIR/bw/track<k>.{fwd,rev}.bw, ready for
+ *   ppreprocess --tss_file DIR/tss.tsv --fasta_file DIR/genome.fa --bigwig_files DIR/tracks.tsv
+ *
+ * The signal is a known, local function of the sequence, so a small model can learn it:
+ * - Motifs (MOTIFS below) are planted near every TSS (a TATA box 30 bp upstream plus 3..6
+ *   others in [-300, +100] in transcript orientation, each in a random orientation), and some
+ *   elsewhere as background (one per 5 kb).
+ * - Track t at position q on strand s is the sum, over motif instances read on strand s (a motif
+ *   planted reverse-complemented is read on - strand), of weight[t][motif] * max(0, 1 -
+ *   |q - centre| / width[t]), times scale[t], averaged over 10 bp bins. + strand signal goes to
+ *   the fwd bigWig, - strand signal to the rev bigWig. Where the sum is 0 the files have no data
+ *   (NaN, which the published transforms map to 0).
+ * - Half the tracks have scale ~1 and the transform arcsinh(nan_to_num(x)); the others have
+ *   scale ~1e-3 and arcsinh(1000 * nan_to_num(x)), the two published forms.
+ * The genome is uniform random sequence (41% GC) with soft-masked (lower-case) stretches and a
+ * 500 bp run of N at each chromosome's start. Same seed, same files, on every machine. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bigWig.h>
+
+#include "model/model.h"
+#include "model/options.h"
+#include "model/rng.h"
+#include "mpi/log.h"
+
+static const char *const MOTIFS[] = {"TATAAAAG", "GGGGCGGGG", "GCCAATCA", "TGACTCAT", "CACGTGAC"};
+enum { N_MOTIFS = 5, BIN = 10 };
+
+typedef struct {
+  int chrom;
+  int64_t centre;
+  int motif;
+  int strand;   /* +1: planted as written, -1: reverse-complemented */
+} instance;
+
+typedef struct {
+  int64_t bin;
+  float v;
+} contrib;
+
+static int by_pos(const void *a, const void *b) {
+  const instance *x = a, *y = b;
+  if (x->chrom != y->chrom) return x->chrom - y->chrom;
+  return (x->centre > y->centre) - (x->centre < y->centre);
+}
+static int by_bin(const void *a, const void *b) {
+  const contrib *x = a, *y = b;
+  return (x->bin > y->bin) - (x->bin < y->bin);
+}
+
+static char comp(char c) {
+  switch (c) {
+    case 'A': return 'T';
+    case 'C': return 'G';
+    case 'G': return 'C';
+    case 'T': return 'A';
+  }
+  return 'N';
+}
+
+/* Writes motif m at [start, start + len) of seq, reverse-complemented when strand < 0. */
+static void plant(char *seq, int64_t start, int m, int strand) {
+  const char *s = MOTIFS[m];
+  const int64_t n = (int64_t)strlen(s);
+  for (int64_t i = 0; i < n; i++) seq[start + i] = strand > 0 ? s[i] : comp(s[n - 1 - i]);
+}
+
+static int write_bigwig(const char *path, int n_chroms, char **names, const uint32_t *lens,
+                        const instance *inst, int64_t n_inst, int strand, const float *weight,
+                        double width, double scale) {
+  bigWigFile_t *fp = bwOpen(path, NULL, "w");
+  if (!fp) {
+    PAI_ERR("cannot create %s", path);
+    return PAI_ERR_IO;
+  }
+  int rc = 0;
+  contrib *c = NULL;
+  if (bwCreateHdr(fp, 10) || !(fp->cl = bwCreateChromList((const char *const *)names, lens, n_chroms)) ||
+      bwWriteHdr(fp)) {
+    PAI_ERR("cannot write the header of %s", path);
+    rc = PAI_ERR_IO;
+    goto done;
+  }
+  const int64_t reach = (int64_t)width / BIN + 2;
+  c = malloc((size_t)(n_inst * (2 * reach + 1) + 1) * sizeof *c);
+  uint32_t *st = malloc((size_t)(n_inst * (2 * reach + 1) + 1) * sizeof *st * 2);
+  float *val = malloc((size_t)(n_inst * (2 * reach + 1) + 1) * sizeof *val);
+  if (!c || !st || !val) {
+    rc = PAI_ERR_NOMEM;
+    free(st);
+    free(val);
+    goto done;
+  }
+  uint32_t *en = st + n_inst * (2 * reach + 1) + 1;
+  for (int ch = 0; ch < n_chroms && rc == 0; ch++) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < n_inst; i++) {
+      const instance *m = &inst[i];
+      if (m->chrom != ch || m->strand != strand || weight[m->motif] == 0) continue;
+      const int64_t b0 = m->centre / BIN;
+      for (int64_t b = b0 - reach; b <= b0 + reach; b++) {
+        if (b < 0 || (b + 1) * BIN > (int64_t)lens[ch]) continue;
+        const double mid = b * BIN + 0.5 * BIN, dist = mid > m->centre ? mid - m->centre : m->centre - mid;
+        const double tri = 1.0 - dist / width;
+        if (tri > 0) c[n++] = (contrib){b, (float)(scale * weight[m->motif] * tri)};
+      }
+    }
+    qsort(c, (size_t)n, sizeof *c, by_bin);
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) {   /* merge contributions to one bin */
+      if (k > 0 && st[k - 1] == (uint32_t)(c[i].bin * BIN)) {
+        val[k - 1] += c[i].v;
+        continue;
+      }
+      st[k] = (uint32_t)(c[i].bin * BIN);
+      en[k] = st[k] + BIN;
+      val[k++] = c[i].v;
+    }
+    if (k == 0) continue;
+    const char *chrom_ptrs[1] = {names[ch]};
+    /* the first interval of a chromosome opens its block; the rest are appended */
+    if (bwAddIntervals(fp, chrom_ptrs, st, en, val, 1) ||
+        (k > 1 && bwAppendIntervals(fp, st + 1, en + 1, val + 1, (uint32_t)(k - 1)))) {
+      PAI_ERR("cannot write intervals of %s to %s", names[ch], path);
+      rc = PAI_ERR_IO;
+    }
+  }
+  free(st);
+  free(val);
+done:
+  free(c);
+  bwClose(fp);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  char out[PAI_PATH_LEN] = "";
+  int n_chroms = 3, n_tss = 40, n_tracks = 4, seed = 1;
+  int64_t chrom_length = 60000;
+  pai_opt opts[] = {
+      {"out", PAI_OPT_STR, out, "output folder (created if missing)", 1, 0},
+      {"n_chroms", PAI_OPT_INT, &n_chroms, "number of chromosomes", 0, 0},
+      {"chrom_length", PAI_OPT_I64, &chrom_length, "length of each chromosome (bp)", 0, 0},
+      {"n_tss", PAI_OPT_INT, &n_tss, "number of TSSs (spread evenly over the chromosomes)", 0, 0},
+      {"n_tracks", PAI_OPT_INT, &n_tracks, "number of tracks (each a fwd and a rev bigWig)", 0, 0},
+      {"seed", PAI_OPT_INT, &seed, "random seed", 0, 0},
+  };
+  int rc = pai_opts_parse(opts, sizeof opts / sizeof opts[0], "psynth", "psynth",
+                          "Writes a deterministic synthetic training set (genome.fa, tss.tsv, "
+                          "tracks.tsv, bw/*.bw) whose\ntracks are a known local function of "
+                          "planted promoter motifs.", argc, argv);
+  if (rc == 1) return 0;
+  if (rc < 0) return 2;
+  if (n_chroms < 1 || n_tss < 1 || n_tracks < 1 || chrom_length < 4000 ||
+      chrom_length > 2000000000 || n_tss > n_chroms * (chrom_length / 1500)) {
+    PAI_ERR("need n_chroms, n_tss, n_tracks >= 1, 4000 <= chrom_length <= 2e9 and at most one "
+            "TSS per 1500 bp");
+    return 2;
+  }
+  char path[PAI_PATH_LEN + 64];
+  snprintf(path, sizeof path, "%s/bw", out);
+  if (pai_mkdir_p(path) < 0) return 1;
+  pai_rng rng;
+  pai_rng_seed(&rng, (uint64_t)seed, 0);
+
+  char **names = calloc((size_t)n_chroms, sizeof *names);
+  uint32_t *lens = calloc((size_t)n_chroms, sizeof *lens);
+  char **seqs = calloc((size_t)n_chroms, sizeof *seqs);
+  const int64_t max_inst = (int64_t)n_tss * 7 + n_chroms * (chrom_length / 5000 + 1);
+  instance *inst = calloc((size_t)max_inst, sizeof *inst);
+  if (!names || !lens || !seqs || !inst) return 1;
+  int64_t n_inst = 0;
+  for (int c = 0; c < n_chroms; c++) {
+    names[c] = malloc(32);
+    snprintf(names[c], 32, "chr%d", c + 1);
+    lens[c] = (uint32_t)chrom_length;
+    char *s = seqs[c] = malloc((size_t)chrom_length);
+    if (!s) return 1;
+    int lower = 0;
+    for (int64_t i = 0; i < chrom_length; i++) {
+      const double u = pai_rng_uniform(&rng);
+      char b = u < 0.295 ? 'A' : u < 0.5 ? 'T' : u < 0.705 ? 'C' : 'G';
+      if (i % 1000 == 0) lower = pai_rng_uniform(&rng) < 0.1;   /* soft-masked kilobases */
+      s[i] = i < 500 ? 'N' : lower ? (char)(b - 'A' + 'a') : b;
+    }
+    for (int64_t i = 0; i < chrom_length / 5000; i++) {   /* background motifs */
+      const int m = (int)(pai_rng_uniform(&rng) * N_MOTIFS), st = pai_rng_uniform(&rng) < 0.5 ? 1 : -1;
+      const int64_t at = 600 + (int64_t)(pai_rng_uniform(&rng) * (double)(chrom_length - 1200));
+      plant(s, at, m, st);
+      inst[n_inst++] = (instance){c, at + (int64_t)strlen(MOTIFS[m]) / 2, m, st};
+    }
+  }
+
+  /* TSSs: evenly spaced slots with jitter, random strand, at least 300 bp from either end */
+  snprintf(path, sizeof path, "%s/tss.tsv", out);
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    PAI_ERR("cannot create %s: %s", path, strerror(errno));
+    return 1;
+  }
+  fprintf(f, "gene_id\tchrom\tpos\tstrand\n");
+  for (int k = 0; k < n_tss; k++) {
+    const int c = (int)((int64_t)k * n_chroms / n_tss);
+    const int first = (int)(((int64_t)c * n_tss + n_chroms - 1) / n_chroms);
+    const int64_t per = (int64_t)(n_tss + n_chroms - 1) / n_chroms;
+    const int64_t slot = (chrom_length - 1200) / per;
+    int64_t p = 600 + (k - first) * slot + slot / 2 + (int64_t)((pai_rng_uniform(&rng) - 0.5) * slot / 4);
+    const int strand = pai_rng_uniform(&rng) < 0.5 ? 1 : -1;
+    if (p < 400) p = 400;
+    if (p > chrom_length - 400) p = chrom_length - 400;
+    /* motifs in transcript orientation: offset o upstream/downstream of the TSS at 0-based p */
+    const int n_m = 3 + (int)(pai_rng_uniform(&rng) * 4);
+    for (int j = 0; j <= n_m; j++) {
+      const int m = j == 0 ? 0 : 1 + (int)(pai_rng_uniform(&rng) * (N_MOTIFS - 1));
+      const int64_t o = j == 0 ? -30 : -300 + (int64_t)(pai_rng_uniform(&rng) * 400);
+      const int orient = j == 0 ? 1 : pai_rng_uniform(&rng) < 0.5 ? 1 : -1;
+      const int64_t len = (int64_t)strlen(MOTIFS[m]);
+      const int64_t start = strand > 0 ? p + o : p - o - len + 1;
+      if (start < 0 || start + len > chrom_length) continue;
+      plant(seqs[c], start, m, orient * strand);
+      inst[n_inst++] = (instance){c, start + len / 2, m, orient * strand};
+    }
+    fprintf(f, "SYN%05d\t%s\t%lld\t%d\n", k + 1, names[c], (long long)p + 1, strand);
+  }
+  if (fclose(f) != 0) return 1;
+  qsort(inst, (size_t)n_inst, sizeof *inst, by_pos);
+
+  snprintf(path, sizeof path, "%s/genome.fa", out);
+  f = fopen(path, "w");
+  if (!f) return 1;
+  for (int c = 0; c < n_chroms; c++) {
+    fprintf(f, ">%s synthetic\n", names[c]);
+    for (int64_t i = 0; i < chrom_length; i += 60)
+      fprintf(f, "%.*s\n", (int)(chrom_length - i < 60 ? chrom_length - i : 60), seqs[c] + i);
+  }
+  if (fclose(f) != 0) return 1;
+
+  if (bwInit(1 << 17)) return 1;
+  snprintf(path, sizeof path, "%s/tracks.tsv", out);
+  f = fopen(path, "w");
+  if (!f) return 1;
+  fprintf(f, "fwd\trev\txform\tassay\ttarget\n");
+  for (int t = 0; t < n_tracks; t++) {
+    float w[N_MOTIFS];
+    for (int m = 0; m < N_MOTIFS; m++)   /* each track responds to a few motifs */
+      w[m] = pai_rng_uniform(&rng) < 0.5 ? (float)(0.5 + 2.5 * pai_rng_uniform(&rng)) : 0.0f;
+    w[t % N_MOTIFS] = 3.0f;
+    const double width = 20 + 40 * pai_rng_uniform(&rng);
+    const int small = t % 2;   /* odd tracks: tiny values for the 1000 * x transform */
+    const double scale = small ? 1e-3 : 1.0;
+    for (int s = 0; s < 2; s++) {
+      snprintf(path, sizeof path, "%s/bw/track%d.%s.bw", out, t, s ? "rev" : "fwd");
+      if (write_bigwig(path, n_chroms, names, lens, inst, n_inst, s ? -1 : 1, w, width, scale) < 0)
+        return 1;
+    }
+    fprintf(f, "bw/track%d.fwd.bw\tbw/track%d.rev.bw\t%s\t%s\tSYN%d\n", t, t,
+            small ? "lambda x: np.arcsinh(1000 * np.nan_to_num(x))"
+                  : "lambda x: np.arcsinh(np.nan_to_num(x))",
+            small ? "DNase" : "CAGE", t);
+  }
+  if (fclose(f) != 0) return 1;
+  bwCleanup();
+  fprintf(stderr, "[I psynth] wrote %s: %d chromosomes x %lld bp, %d TSSs, %d tracks, %lld motif "
+          "instances\n", out, n_chroms, (long long)chrom_length, n_tss, n_tracks, (long long)n_inst);
+  for (int c = 0; c < n_chroms; c++) free(names[c]), free(seqs[c]);
+  free(names);
+  free(lens);
+  free(seqs);
+  free(inst);
+  return 0;
+}
