@@ -133,17 +133,20 @@ fail:
   return rc;
 }
 
+/* A per-sample vector, compressed like /x and /y (one chunk holds up to 64 Ki samples). */
 static int write_vector(hid_t file, const char *p, const char *name, hid_t ftype, hid_t mtype,
-                        const void *v, int64_t n) {
+                        const void *v, int64_t n, int deflate) {
   int rc = 0;
-  hid_t space = -1, d = -1;
-  hsize_t dim = (hsize_t)n;
+  hid_t space = -1, d = -1, dcpl = -1;
+  hsize_t dim = (hsize_t)n, chunk = (hsize_t)(n < 65536 ? (n > 0 ? n : 1) : 65536);
   H5_CHECK(space = H5Screate_simple(1, &dim, NULL), "%s", p);
-  H5_CHECK(d = H5Dcreate2(file, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+  H5_CHECK(dcpl = chunked_dcpl(1, &chunk, deflate), "%s: chunking /%s", p, name);
+  H5_CHECK(d = H5Dcreate2(file, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
            "%s: cannot create /%s", p, name);
   H5_CHECK(H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), "%s: cannot write /%s", p, name);
 fail:
   if (d >= 0) H5Dclose(d);
+  if (dcpl >= 0) H5Pclose(dcpl);
   if (space >= 0) H5Sclose(space);
   return rc;
 }
@@ -174,11 +177,11 @@ int pai_shard_commit(pai_shard_writer *w) {
       rc = PAI_ERR_RUNTIME;
       goto fail;
     }
-  PAI_CHECK(write_vector(w->file, p, "pos", H5T_STD_I64LE, H5T_NATIVE_INT64, w->pos, w->m.n_samples));
-  PAI_CHECK(write_vector(w->file, p, "strand", H5T_STD_I8LE, H5T_NATIVE_INT8, w->strand,
-                         w->m.n_samples));
-  PAI_CHECK(write_vector(w->file, p, "line", H5T_STD_I64LE, H5T_NATIVE_INT64, w->line,
-                         w->m.n_samples));
+  const int64_t N = w->m.n_samples;
+  const int z = w->m.deflate;
+  PAI_CHECK(write_vector(w->file, p, "pos", H5T_STD_I64LE, H5T_NATIVE_INT64, w->pos, N, z));
+  PAI_CHECK(write_vector(w->file, p, "strand", H5T_STD_I8LE, H5T_NATIVE_INT8, w->strand, N, z));
+  PAI_CHECK(write_vector(w->file, p, "line", H5T_STD_I64LE, H5T_NATIVE_INT64, w->line, N, z));
   close_ids(w);
   herr_t closed = H5Fclose(w->file);
   w->file = -1;

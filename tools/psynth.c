@@ -14,11 +14,15 @@
  *   |q - centre| / width[t]), times scale[t], averaged over 10 bp bins. + strand signal goes to
  *   the fwd bigWig, - strand signal to the rev bigWig. Where the sum is 0 the files have no data
  *   (NaN, which the published transforms map to 0).
+ * - With --background W, the DNase-like tracks also carry dense noise within W bp of every TSS
+ *   (as real accessibility tracks do), with gaps without data; benchmarks use it so that the
+ *   targets are not almost all zero.
  * - Half the tracks have scale ~1 and the transform arcsinh(nan_to_num(x)); the others have
  *   scale ~1e-3 and arcsinh(1000 * nan_to_num(x)), the two published forms.
  * The genome is uniform random sequence (41% GC) with soft-masked (lower-case) stretches and a
  * 500 bp run of N at each chromosome's start. Same seed, same files, on every machine. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,70 +76,116 @@ static void plant(char *seq, int64_t start, int m, int strand) {
   for (int64_t i = 0; i < n; i++) seq[start + i] = strand > 0 ? s[i] : comp(s[n - 1 - i]);
 }
 
-static int write_bigwig(const char *path, int n_chroms, char **names, const uint32_t *lens,
-                        const instance *inst, int64_t n_inst, int strand, const float *weight,
-                        double width, double scale) {
+typedef struct {
+  int64_t n, cap;
+  contrib *v;
+} contrib_list;
+
+static int add(contrib_list *l, int64_t bin, float v) {
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 4096;
+    contrib *nv = realloc(l->v, (size_t)l->cap * sizeof *nv);
+    if (!nv) return PAI_ERR_NOMEM;
+    l->v = nv;
+  }
+  l->v[l->n++] = (contrib){bin, v};
+  return 0;
+}
+
+typedef struct {
+  int n_chroms;
+  char **names;
+  const uint32_t *lens;
+  const instance *inst;
+  int64_t n_inst;
+  const int *tss_chrom;
+  const int64_t *tss_pos;   /* 0-based, ascending within a chromosome */
+  int n_tss;
+  int64_t bg_window;        /* background within this distance of a TSS; 0: none */
+} genome_info;
+
+/* One bigWig: motif signal on `strand` (see the file comment), plus, when bg_scale > 0, a dense
+ * background within bg_window of every TSS: 10 bp bins of exponential noise (mean bg_scale)
+ * with one bin in five left without data. */
+static int write_bigwig(const char *path, const genome_info *g, int strand, const float *weight,
+                        double width, double scale, double bg_scale, pai_rng *rng) {
   bigWigFile_t *fp = bwOpen(path, NULL, "w");
   if (!fp) {
     PAI_ERR("cannot create %s", path);
     return PAI_ERR_IO;
   }
   int rc = 0;
-  contrib *c = NULL;
-  if (bwCreateHdr(fp, 10) || !(fp->cl = bwCreateChromList((const char *const *)names, lens, n_chroms)) ||
+  contrib_list c = {0};
+  uint32_t *st = NULL, *en = NULL;
+  float *val = NULL;
+  if (bwCreateHdr(fp, 10) ||
+      !(fp->cl = bwCreateChromList((const char *const *)g->names, g->lens, g->n_chroms)) ||
       bwWriteHdr(fp)) {
     PAI_ERR("cannot write the header of %s", path);
     rc = PAI_ERR_IO;
     goto done;
   }
   const int64_t reach = (int64_t)width / BIN + 2;
-  c = malloc((size_t)(n_inst * (2 * reach + 1) + 1) * sizeof *c);
-  uint32_t *st = malloc((size_t)(n_inst * (2 * reach + 1) + 1) * sizeof *st * 2);
-  float *val = malloc((size_t)(n_inst * (2 * reach + 1) + 1) * sizeof *val);
-  if (!c || !st || !val) {
-    rc = PAI_ERR_NOMEM;
-    free(st);
-    free(val);
-    goto done;
-  }
-  uint32_t *en = st + n_inst * (2 * reach + 1) + 1;
-  for (int ch = 0; ch < n_chroms && rc == 0; ch++) {
-    int64_t n = 0;
-    for (int64_t i = 0; i < n_inst; i++) {
-      const instance *m = &inst[i];
+  for (int ch = 0; ch < g->n_chroms && rc == 0; ch++) {
+    c.n = 0;
+    const int64_t n_bins = g->lens[ch] / BIN;
+    for (int64_t i = 0; i < g->n_inst && rc == 0; i++) {
+      const instance *m = &g->inst[i];
       if (m->chrom != ch || m->strand != strand || weight[m->motif] == 0) continue;
       const int64_t b0 = m->centre / BIN;
-      for (int64_t b = b0 - reach; b <= b0 + reach; b++) {
-        if (b < 0 || (b + 1) * BIN > (int64_t)lens[ch]) continue;
-        const double mid = b * BIN + 0.5 * BIN, dist = mid > m->centre ? mid - m->centre : m->centre - mid;
+      for (int64_t b = b0 - reach; b <= b0 + reach && rc == 0; b++) {
+        if (b < 0 || b >= n_bins) continue;
+        const double mid = b * BIN + 0.5 * BIN,
+                     dist = mid > m->centre ? mid - m->centre : m->centre - mid;
         const double tri = 1.0 - dist / width;
-        if (tri > 0) c[n++] = (contrib){b, (float)(scale * weight[m->motif] * tri)};
+        if (tri > 0) rc = add(&c, b, (float)(scale * weight[m->motif] * tri));
       }
     }
-    qsort(c, (size_t)n, sizeof *c, by_bin);
+    int64_t next_bin = 0;   /* TSS windows may overlap: each bin gets background once */
+    for (int k = 0; k < g->n_tss && bg_scale > 0 && rc == 0; k++) {
+      if (g->tss_chrom[k] != ch) continue;
+      int64_t b = (g->tss_pos[k] - g->bg_window) / BIN, b1 = (g->tss_pos[k] + g->bg_window) / BIN;
+      if (b < next_bin) b = next_bin;
+      if (b1 > n_bins) b1 = n_bins;
+      for (; b < b1 && rc == 0; b++)
+        if (pai_rng_uniform(rng) >= 0.2)
+          rc = add(&c, b, (float)(-bg_scale * log(1.0 - pai_rng_uniform(rng))));
+      if (b > next_bin) next_bin = b;
+    }
+    if (rc) break;
+    qsort(c.v, (size_t)c.n, sizeof *c.v, by_bin);
+    free(st);
+    free(val);
+    st = malloc((size_t)(2 * c.n + 1) * sizeof *st);
+    val = malloc((size_t)(c.n + 1) * sizeof *val);
+    if (!st || !val) {
+      rc = PAI_ERR_NOMEM;
+      break;
+    }
+    en = st + c.n;
     int64_t k = 0;
-    for (int64_t i = 0; i < n; i++) {   /* merge contributions to one bin */
-      if (k > 0 && st[k - 1] == (uint32_t)(c[i].bin * BIN)) {
-        val[k - 1] += c[i].v;
+    for (int64_t i = 0; i < c.n; i++) {   /* merge contributions to one bin */
+      if (k > 0 && st[k - 1] == (uint32_t)(c.v[i].bin * BIN)) {
+        val[k - 1] += c.v[i].v;
         continue;
       }
-      st[k] = (uint32_t)(c[i].bin * BIN);
+      st[k] = (uint32_t)(c.v[i].bin * BIN);
       en[k] = st[k] + BIN;
-      val[k++] = c[i].v;
+      val[k++] = c.v[i].v;
     }
     if (k == 0) continue;
-    const char *chrom_ptrs[1] = {names[ch]};
+    const char *chrom_ptrs[1] = {g->names[ch]};
     /* the first interval of a chromosome opens its block; the rest are appended */
     if (bwAddIntervals(fp, chrom_ptrs, st, en, val, 1) ||
         (k > 1 && bwAppendIntervals(fp, st + 1, en + 1, val + 1, (uint32_t)(k - 1)))) {
-      PAI_ERR("cannot write intervals of %s to %s", names[ch], path);
+      PAI_ERR("cannot write intervals of %s to %s", g->names[ch], path);
       rc = PAI_ERR_IO;
     }
   }
+done:
+  free(c.v);
   free(st);
   free(val);
-done:
-  free(c);
   bwClose(fp);
   return rc;
 }
@@ -143,7 +193,7 @@ done:
 int main(int argc, char **argv) {
   char out[PAI_PATH_LEN] = "";
   int n_chroms = 3, n_tss = 40, n_tracks = 4, seed = 1;
-  int64_t chrom_length = 60000;
+  int64_t chrom_length = 60000, background = 0;
   pai_opt opts[] = {
       {"out", PAI_OPT_STR, out, "output folder (created if missing)", 1, 0},
       {"n_chroms", PAI_OPT_INT, &n_chroms, "number of chromosomes", 0, 0},
@@ -151,6 +201,8 @@ int main(int argc, char **argv) {
       {"n_tss", PAI_OPT_INT, &n_tss, "number of TSSs (spread evenly over the chromosomes)", 0, 0},
       {"n_tracks", PAI_OPT_INT, &n_tracks, "number of tracks (each a fwd and a rev bigWig)", 0, 0},
       {"seed", PAI_OPT_INT, &seed, "random seed", 0, 0},
+      {"background", PAI_OPT_I64, &background,
+       "dense noise within this distance (bp) of each TSS on the DNase-like tracks (0: none)", 0, 0},
   };
   int rc = pai_opts_parse(opts, sizeof opts / sizeof opts[0], "psynth", "psynth",
                           "Writes a deterministic synthetic training set (genome.fa, tss.tsv, "
@@ -206,6 +258,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   fprintf(f, "gene_id\tchrom\tpos\tstrand\n");
+  int *tss_chrom = calloc((size_t)n_tss, sizeof *tss_chrom);
+  int64_t *tss_pos = calloc((size_t)n_tss, sizeof *tss_pos);
+  if (!tss_chrom || !tss_pos) return 1;
   for (int k = 0; k < n_tss; k++) {
     const int c = (int)((int64_t)k * n_chroms / n_tss);
     const int first = (int)(((int64_t)c * n_tss + n_chroms - 1) / n_chroms);
@@ -228,6 +283,8 @@ int main(int argc, char **argv) {
       inst[n_inst++] = (instance){c, start + len / 2, m, orient * strand};
     }
     fprintf(f, "SYN%05d\t%s\t%lld\t%d\n", k + 1, names[c], (long long)p + 1, strand);
+    tss_chrom[k] = c;
+    tss_pos[k] = p;
   }
   if (fclose(f) != 0) return 1;
   qsort(inst, (size_t)n_inst, sizeof *inst, by_pos);
@@ -243,6 +300,8 @@ int main(int argc, char **argv) {
   if (fclose(f) != 0) return 1;
 
   if (bwInit(1 << 17)) return 1;
+  const genome_info gi = {n_chroms, names, lens, inst, n_inst, tss_chrom, tss_pos, n_tss,
+                          background};
   snprintf(path, sizeof path, "%s/tracks.tsv", out);
   f = fopen(path, "w");
   if (!f) return 1;
@@ -257,7 +316,9 @@ int main(int argc, char **argv) {
     const double scale = small ? 1e-3 : 1.0;
     for (int s = 0; s < 2; s++) {
       snprintf(path, sizeof path, "%s/bw/track%d.%s.bw", out, t, s ? "rev" : "fwd");
-      if (write_bigwig(path, n_chroms, names, lens, inst, n_inst, s ? -1 : 1, w, width, scale) < 0)
+      pai_rng bg;
+      pai_rng_seed(&bg, (uint64_t)seed, 1 + 2 * (uint64_t)t + (uint64_t)s);
+      if (write_bigwig(path, &gi, s ? -1 : 1, w, width, scale, small ? 0.3 * scale : 0, &bg) < 0)
         return 1;
     }
     fprintf(f, "bw/track%d.fwd.bw\tbw/track%d.rev.bw\t%s\t%s\tSYN%d\n", t, t,
@@ -274,5 +335,7 @@ int main(int argc, char **argv) {
   free(lens);
   free(seqs);
   free(inst);
+  free(tss_chrom);
+  free(tss_pos);
   return 0;
 }

@@ -213,3 +213,139 @@ def check_warnings(ck, stderr, header, rows, ref_results, label):
     for m in missing:
         print("  no stderr line names " + m)
     ck.check(not missing, f"{label}: a stderr warning names each of the {n_bad} unscorable rows")
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for the preprocessing tests (MPI runs, bigWig writing, HDF5 shard inspection).
+
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+
+
+def mpirun_prefix(n_ranks):
+    """`mpirun --oversubscribe -np N` (Open MPI; the CI machine has 2 cores and runs as root)."""
+    import shutil
+    exe = shutil.which("mpirun")
+    if exe is None:
+        print("FAIL mpirun not found on PATH")
+        sys.exit(1)
+    return [exe, "--oversubscribe", "-np", str(n_ranks)]
+
+
+def run_group(cmd, cwd=None, timeout=120, env_extra=None, quiet=False):
+    """Like run(), but the command runs in its own process group, which is killed as a whole
+    when the timeout expires (so that no MPI rank outlives a hung mpirun). Returns a
+    CompletedProcess with an extra attribute timed_out."""
+    import signal
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    print("$ " + " ".join(str(c) for c in cmd), flush=True)
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = proc.communicate()
+    res = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    res.timed_out = timed_out
+    if not quiet and (res.returncode != 0 or res.stderr):
+        for line in res.stderr.strip().splitlines()[-15:]:
+            print("  stderr: " + line)
+    if timed_out:
+        print(f"  (killed after {timeout} s)")
+    return res
+
+
+def write_bigwig(path, chrom_sizes, intervals):
+    """chrom_sizes: list of (name, length) in file order; intervals: dict name -> list of
+    (start, end, value) sorted, non-overlapping (0-based half-open)."""
+    import pyBigWig
+    bw = pyBigWig.open(path, "w")
+    bw.addHeader(list(chrom_sizes), maxZooms=2)
+    for name, _ in chrom_sizes:
+        iv = intervals.get(name, [])
+        if not iv:
+            continue
+        bw.addEntries([name] * len(iv), [int(a) for a, _, _ in iv],
+                      ends=[int(b) for _, b, _ in iv], values=[float(v) for _, _, v in iv])
+    bw.close()
+
+
+def h5_filters(dset):
+    """Filter ids of a dataset's creation property list (1 deflate, 2 shuffle, ...)."""
+    dcpl = dset.id.get_create_plist()
+    return [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
+
+
+def h5_attr_is_vlen_utf8(obj, name):
+    """True when attribute `name` is a variable-length UTF-8 string (scalar or array)."""
+    import h5py
+    tid = obj.attrs.get_id(name).get_type()
+    return (isinstance(tid, h5py.h5t.TypeStringID) and tid.is_variable_str()
+            and tid.get_cset() == h5py.h5t.CSET_UTF8)
+
+
+def attr_str(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def read_manifest(path):
+    """(params dict from `# key = value` lines, header, rows as lists of strings)."""
+    params, table = {}, []
+    with open(path) as fh:
+        for line in fh.read().split("\n"):
+            if not line.strip():
+                continue
+            if line.startswith("#"):
+                body = line[1:]
+                if "=" in body:
+                    k, v = body.split("=", 1)
+                    params[k.strip()] = v.strip()
+                continue
+            table.append(line.split("\t"))
+    header = table[0] if table else []
+    return params, header, table[1:]
+
+
+def tree_stat(folder, suffix=".h5"):
+    """name -> (st_ino, st_mtime_ns) of the files in folder ending with suffix."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(suffix):
+            st = os.stat(os.path.join(folder, name))
+            out[name] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def random_genome_seq(rng, n, lower_runs=(), n_runs=(), n_iupac=0):
+    """Random ACGT sequence of length n; lower_runs / n_runs: (start, end) ranges made lower case
+    / N; n_iupac other letters (IUPAC codes, some lower case) at random positions."""
+    seq = np.array(list("ACGT"))[rng.integers(0, 4, n)]
+    for a, b in lower_runs:
+        seq[a:b] = np.char.lower(seq[a:b])
+    for a, b in n_runs:
+        seq[a:b] = "N"
+    if n_iupac:
+        where = rng.choice(n, size=n_iupac, replace=False)
+        seq[where] = rng.choice(list("RYKMSWBDHVNnrykmswbdhv"), size=n_iupac)
+    return "".join(seq)
+
+
+def random_intervals(rng, start, end, value_fn, gap_prob=0.3, max_len=40):
+    """Non-overlapping sorted (start, end, value) intervals covering [start, end) except for
+    random gaps; value_fn(rng) gives each interval's value."""
+    out = []
+    p = start
+    while p < end:
+        length = int(rng.integers(1, max_len + 1))
+        q = min(p + length, end)
+        if rng.random() >= gap_prob:
+            out.append((p, q, float(np.float32(value_fn(rng)))))
+        p = q
+    return out
