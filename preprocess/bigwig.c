@@ -11,6 +11,9 @@
 struct pai_bigwig {
   bigWigFile_t *fp;
   char path[PAI_PATH_LEN];
+  int empty;                        /* a valid file without any data (libBigWig cannot query it) */
+  char last_chrom[256];             /* cache of the last chromosome looked up */
+  int64_t last_len;
 };
 
 int pai_bigwig_init(void) {
@@ -37,6 +40,8 @@ int pai_bigwig_open(pai_bigwig **bw, const char *path) {
     free(b);
     return PAI_ERR_INPUT;
   }
+  b->empty = b->fp->hdr->nBasesCovered == 0;
+  b->last_len = -2;
   *bw = b;
   return 0;
 }
@@ -49,11 +54,17 @@ void pai_bigwig_close(pai_bigwig *bw) {
 
 const char *pai_bigwig_path(const pai_bigwig *bw) { return bw->path; }
 
-int64_t pai_bigwig_chrom_len(const pai_bigwig *bw, const char *chrom) {
+int64_t pai_bigwig_chrom_len(pai_bigwig *bw, const char *chrom) {
+  if (bw->last_len != -2 && !strcmp(bw->last_chrom, chrom)) return bw->last_len;
   const chromList_t *cl = bw->fp->cl;
-  for (int64_t i = 0; i < cl->nKeys; i++)
-    if (!strcmp(cl->chrom[i], chrom)) return cl->len[i];
-  return -1;
+  int64_t len = -1;
+  for (int64_t i = 0; i < cl->nKeys && len < 0; i++)
+    if (!strcmp(cl->chrom[i], chrom)) len = cl->len[i];
+  if (strlen(chrom) < sizeof bw->last_chrom) {
+    memcpy(bw->last_chrom, chrom, strlen(chrom) + 1);
+    bw->last_len = len;
+  }
+  return len;
 }
 
 int pai_bigwig_fill(pai_bigwig *bw, const char *chrom, int64_t chrom_len, int64_t start,
@@ -66,7 +77,7 @@ int pai_bigwig_fill(pai_bigwig *bw, const char *chrom, int64_t chrom_len, int64_
     out[(q - start) * stride] = (q >= lo && q < hi) ? missing : 0.0f;
   int64_t file_len = pai_bigwig_chrom_len(bw, chrom);
   const int64_t qhi = hi < file_len ? hi : file_len;       /* the file has nothing past its end */
-  if (qhi <= lo) return 0;
+  if (qhi <= lo || bw->empty) return 0;
   bwOverlappingIntervals_t *iv =
       bwGetOverlappingIntervals(bw->fp, chrom, (uint32_t)lo, (uint32_t)qhi);
   if (!iv) {

@@ -20,7 +20,7 @@ void pai_bigwig_close(pai_bigwig *bw);
 const char *pai_bigwig_path(const pai_bigwig *bw);
 
 /* Length of chrom in the file's header, or -1 when the file has no such chromosome. */
-int64_t pai_bigwig_chrom_len(const pai_bigwig *bw, const char *chrom);
+int64_t pai_bigwig_chrom_len(pai_bigwig *bw, const char *chrom);   /* caches the last lookup */
 
 /* Writes out[i * stride] for i in [0, len), position q = start + i of chrom:
  *   0                  where q < 0 or q >= chrom_len (the genome's length),

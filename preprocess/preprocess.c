@@ -14,6 +14,7 @@
 #include <malloc.h>
 #endif
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,8 +246,8 @@ static int parse_tracks(prep_input *in, const pai_prep_opts *o, int open_files) 
     }
     if (open_files && !pai_xform_nan_is_zero(&in->xf[r]))
       PAI_WARN("%s:%ld: transform '%s' does not map missing data (NaN) to 0: positions without "
-               "bigWig data will hold %g", path, line, in->xf_text[r],
-               pai_xform_apply(&in->xf[r], 0.0 / 0.0));
+               "bigWig data will hold %s", path, line, in->xf_text[r],
+               isnan(pai_xform_apply(&in->xf[r], NAN)) ? "NaN" : "a non-zero value");
     /* name: the `name` column, else the extra columns joined with '/', else the fwd file stem */
     char *nm = in->names_buf + (size_t)r * PAI_PATH_LEN;
     if (c_name >= 0) {
@@ -273,7 +274,7 @@ static int parse_tracks(prep_input *in, const pai_prep_opts *o, int open_files) 
       int rc = pai_bigwig_open(&bw, bwp);
       if (rc < 0) {
         PAI_ERR("%s:%ld: field '%s': cannot open bigWig %s (%s)", path, line, req[k], bwp,
-                access(bwp, R_OK) != 0 ? strerror(errno) : "not a bigWig file");
+                access(bwp, R_OK) != 0 ? strerror(errno) : "not a bigWig file, or damaged");
         return rc;
       }
       pai_bigwig_close(bw);
@@ -312,6 +313,7 @@ static int load_inputs(const pai_dist *d, const pai_prep_opts *o, prep_input *in
       else free(trk_buf);
       trk_buf = NULL;
       if (rc == 0) rc = parse_tss(in, o, *fa);
+      pai_tsv_free(&in->tss);   /* the rows are copied into the groups */
       if (rc == 0) rc = parse_tracks(in, o, d->rank == 0);
       if (rc == 0 && d->rank == 0) rc = pai_mkdir_p(o->h5_folder);
     }
@@ -349,6 +351,7 @@ static uint64_t common_fingerprint(const pai_prep_opts *o, const prep_input *in)
   const int64_t v[3] = {1 /* format */, o->input_length, o->output_length};
   h = fnv(h, v, sizeof v);
   h = fnv_str(h, o->y_dtype);
+  h = fnv_str(h, in->track_text);   /* metadata columns are stored in every shard */
   h = fnv_file(h, o->fasta_file);
   for (int t = 0; t < in->T; t++) {
     h = fnv_file(fnv_file(h, in->fwd[t]), in->rev[t]);
@@ -371,37 +374,118 @@ static int ends_with(const char *s, const char *suffix) {
   return a >= b && !strcmp(s + a - b, suffix);
 }
 
-/* Rank 0: delete leftover temporary files, and shards that an earlier manifest lists but this
- * plan does not name (they would otherwise be read twice by a trainer globbing the folder). */
-static void housekeeping(const pai_prep_opts *o, const prep_input *in, const pai_shard_part *parts,
-                         int n_parts) {
+/* A row of an earlier manifest, carried into this run's manifest when its chromosome is outside
+ * this run's selection (--chrom) and its file still exists. */
+typedef struct {
+  char *text;   /* the row, without newline */
+} kept_row;
+
+/* 1 when `file` is a shard name of group g: "<chrom>.h5" or "<chrom>.part<k>.h5". */
+static int is_shard_of(const char *file, const chrom_group *g) {
+  pai_shard_part whole = {0, 0, 1, 0, 0, 0};
+  char name[PAI_PATH_LEN];
+  shard_name(g, &whole, name, sizeof name);   /* "<safe chrom>.h5" */
+  const size_t stem = strlen(name) - 3;
+  if (strncmp(file, name, stem)) return 0;
+  const char *rest = file + stem;
+  if (!strcmp(rest, ".h5")) return 1;
+  if (strncmp(rest, ".part", 5)) return 0;
+  rest += 5;
+  if (!*rest || *rest == '.') return 0;
+  while (*rest >= '0' && *rest <= '9') rest++;
+  return !strcmp(rest, ".h5");
+}
+
+/* Rank 0, before any shard is built:
+ *  - reads the previous manifest and removes it, so that a folder whose run did not finish has no
+ *    manifest (a manifest always describes complete shards);
+ *  - deletes leftover temporary files (*.h5.tmp, manifest.tsv.tmp);
+ *  - deletes shards of this run's chromosomes that this plan does not name (left by a run with
+ *    another rank count, finished or not): a trainer globbing the folder would read them twice;
+ *  - keeps the previous manifest's rows for chromosomes outside this run, if their files exist. */
+static int housekeeping(const pai_prep_opts *o, const prep_input *in, const pai_shard_part *parts,
+                        int n_parts, kept_row **kept, int *n_kept) {
   char path[2 * PAI_PATH_LEN];
-  DIR *dir = opendir(o->h5_folder);
-  for (struct dirent *e; dir && (e = readdir(dir));) {
-    if (ends_with(e->d_name, ".h5.tmp") || !strcmp(e->d_name, "manifest.tsv.tmp")) {
-      snprintf(path, sizeof path, "%s/%s", o->h5_folder, e->d_name);
-      if (unlink(path) == 0) PAI_INFO("removed leftover %s", path);
-    }
-  }
-  if (dir) closedir(dir);
+  *kept = NULL;
+  *n_kept = 0;
   snprintf(path, sizeof path, "%s/manifest.tsv", o->h5_folder);
   FILE *f = fopen(path, "r");
-  char line[4 * PAI_PATH_LEN];
-  while (f && fgets(line, sizeof line, f)) {
-    if (line[0] == '#') continue;
-    line[strcspn(line, "\t\r\n")] = 0;
-    if (!ends_with(line, ".h5") || strchr(line, '/')) continue;
-    int in_plan = 0;
-    for (int i = 0; i < n_parts && !in_plan; i++) {
-      char name[PAI_PATH_LEN];
-      shard_name(&in->groups[parts[i].group], &parts[i], name, sizeof name);
-      in_plan = !strcmp(name, line);
+  char *line = NULL;
+  size_t cap = 0;
+  int header_seen = 0;
+  for (ssize_t len; f && (len = getline(&line, &cap, f)) >= 0;) {
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    if (line[0] == '#' || !line[0]) continue;
+    if (!header_seen) {   /* "file\tchrom\t..." */
+      header_seen = 1;
+      continue;
     }
-    char old[6 * PAI_PATH_LEN];
-    snprintf(old, sizeof old, "%s/%s", o->h5_folder, line);
-    if (!in_plan && unlink(old) == 0) PAI_INFO("removed %s (not part of this run's plan)", old);
+    char *copy = strdup(line), *fields[2] = {NULL, NULL};
+    if (!copy) break;
+    if (pai_split_tabs(copy, fields, 2) >= 2 && !strchr(fields[0], '/')) {
+      int ours = 0;
+      for (int g = 0; g < in->n_groups && !ours; g++) ours = !strcmp(in->groups[g].name, fields[1]);
+      char file[3 * PAI_PATH_LEN];
+      snprintf(file, sizeof file, "%s/%s", o->h5_folder, fields[0]);
+      if (!ours && access(file, R_OK) == 0) {
+        kept_row *nk = realloc(*kept, (size_t)(*n_kept + 1) * sizeof *nk);
+        if (nk) {
+          *kept = nk;
+          nk[(*n_kept)++].text = strdup(line);
+        }
+      }
+    }
+    free(copy);
   }
-  if (f) fclose(f);
+  free(line);
+  if (f) {
+    fclose(f);
+    if (unlink(path) != 0) {
+      PAI_ERR("cannot remove the previous %s: %s", path, strerror(errno));
+      return PAI_ERR_IO;
+    }
+  }
+  DIR *dir = opendir(o->h5_folder);
+  if (!dir) {
+    PAI_ERR("cannot list %s: %s", o->h5_folder, strerror(errno));
+    return PAI_ERR_IO;
+  }
+  for (struct dirent *e; (e = readdir(dir));) {
+    const char *n = e->d_name;
+    int stale = ends_with(n, ".h5.tmp") || !strcmp(n, "manifest.tsv.tmp");
+    if (!stale && ends_with(n, ".h5")) {
+      int of_ours = 0, planned = 0;
+      for (int g = 0; g < in->n_groups && !of_ours; g++) of_ours = is_shard_of(n, &in->groups[g]);
+      for (int i = 0; i < n_parts && of_ours && !planned; i++) {
+        char name[PAI_PATH_LEN];
+        shard_name(&in->groups[parts[i].group], &parts[i], name, sizeof name);
+        planned = !strcmp(name, n);
+      }
+      stale = of_ours && !planned;
+    }
+    if (!stale) continue;
+    snprintf(path, sizeof path, "%s/%s", o->h5_folder, n);
+    if (unlink(path) == 0) PAI_INFO("removed %s (a leftover, or not part of this run's plan)", path);
+  }
+  closedir(dir);
+  return 0;
+}
+
+/* Two chromosomes must not share a file name ("a/b" and "a_b", or "X.part0" and part 0 of X). */
+static int check_names_unique(const prep_input *in, const pai_shard_part *parts, int n_parts) {
+  for (int i = 0; i < n_parts; i++) {
+    char a[PAI_PATH_LEN], b[PAI_PATH_LEN];
+    shard_name(&in->groups[parts[i].group], &parts[i], a, sizeof a);
+    for (int j = 0; j < i; j++) {
+      shard_name(&in->groups[parts[j].group], &parts[j], b, sizeof b);
+      if (!strcmp(a, b)) {
+        PAI_ERR("chromosomes '%s' and '%s' would both be written to %s: rename one in the TSS "
+                "table and FASTA", in->groups[parts[i].group].name, in->groups[parts[j].group].name, a);
+        return PAI_ERR_INPUT;
+      }
+    }
+  }
+  return 0;
 }
 
 /* ---- step 3: samples ------------------------------------------------------------------------------ */
@@ -424,7 +508,8 @@ static int worker_bigwig(worker *w, int k, pai_bigwig **out) {
     const char *path = k % 2 ? w->in->rev[k / 2] : w->in->fwd[k / 2];
     int rc = pai_bigwig_open(&w->bw[k], path);
     if (rc < 0) {
-      PAI_ERR("cannot open bigWig %s (%s)", path, strerror(errno));
+      PAI_ERR("cannot open bigWig %s (%s)", path,
+              rc == PAI_ERR_INPUT ? "not a bigWig file" : strerror(errno));
       return rc;
     }
   }
@@ -469,9 +554,10 @@ static int build_sample(worker *w, const chrom_group *g, const tss_row *r, const
           w->y16[q * T + t] = pai_f32_to_f16(v);
         } else {
           const int64_t gpos = r->strand > 0 ? p - S_out / 2 + q : p + S_out / 2 - 1 - q;
-          PAI_ERR("%s:%lld (track %d '%s', TSS on line %ld): transformed value %g does not fit "
-                  "in float16 (max 65504); use --y_dtype float32 or a compressing transform",
-                  g->name, (long long)gpos + 1, t + 1, w->in->names[t], r->line, v);
+          PAI_ERR("%s:%lld (track %d '%s' of %s, TSS on line %ld of %s): transformed value %g "
+                  "does not fit in float16 (max 65504); use --y_dtype float32 or a compressing "
+                  "transform", g->name, (long long)gpos + 1, t + 1, w->in->names[t],
+                  w->o->bigwig_files, r->line, w->o->tss_file, v);
           return PAI_ERR_INPUT;
         }
       }
@@ -609,7 +695,8 @@ fail:
 /* ---- step 4: the manifest ----------------------------------------------------------------------- */
 
 static int write_manifest(const pai_dist *d, const pai_prep_opts *o, const prep_input *in,
-                          const pai_shard_part *parts, int n_parts, int64_t total) {
+                          const pai_shard_part *parts, int n_parts, int64_t total,
+                          const kept_row *kept, int n_kept) {
   char path[PAI_PATH_LEN + 16], tmp[PAI_PATH_LEN + 32];
   snprintf(path, sizeof path, "%s/manifest.tsv", o->h5_folder);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -629,8 +716,16 @@ static int write_manifest(const pai_dist *d, const pai_prep_opts *o, const prep_
   for (int t = 0; t < in->T; t++) fprintf(f, "%c%s", t ? '\t' : ' ', in->names[t]);
   fprintf(f, "\n# xforms =");
   for (int t = 0; t < in->T; t++) fprintf(f, "%c%s", t ? '\t' : ' ', in->xf_text[t]);
-  fprintf(f, "\n# ranks = %d\n# n_shards = %d\n# n_samples = %lld\n", d->size, n_parts,
-          (long long)total);
+  int64_t kept_samples = 0;
+  for (int i = 0; i < n_kept; i++) {
+    const char *last = strrchr(kept[i].text, '\t');
+    kept_samples += last ? atoll(last + 1) : 0;
+  }
+  fprintf(f, "\n# ranks = %d\n# n_shards = %d\n# n_samples = %lld\n", d->size, n_parts + n_kept,
+          (long long)(total + kept_samples));
+  if (n_kept)
+    fprintf(f, "# carried_over = %d shards of chromosomes outside this run's --chrom, from the "
+            "previous manifest\n", n_kept);
   fprintf(f, "file\tchrom\tpart\tn_parts\tn_samples\n");
   for (int i = 0; i < n_parts; i++) {
     char name[PAI_PATH_LEN];
@@ -639,7 +734,10 @@ static int write_manifest(const pai_dist *d, const pai_prep_opts *o, const prep_
     fprintf(f, "%s\t%s\t%d\t%d\t%lld\n", name, g->name, parts[i].part, parts[i].n_parts,
             (long long)parts[i].count);
   }
-  if (fclose(f) != 0 || rename(tmp, path) != 0) {
+  for (int i = 0; i < n_kept; i++) fprintf(f, "%s\n", kept[i].text);
+  /* complete and on disk before it takes the final name */
+  int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
+  if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
     PAI_ERR("cannot write %s: %s", path, strerror(errno));
     unlink(tmp);
     return PAI_ERR_IO;
@@ -653,7 +751,8 @@ int pai_preprocess_run(const pai_dist *d, const pai_prep_opts *o) {
   pai_fasta *fa = NULL;
   pai_shard_part *parts = NULL;
   int64_t *counts = NULL;
-  int n_parts = 0, rc = 0;
+  kept_row *kept = NULL;
+  int n_parts = 0, n_kept = 0, rc = 0;
   const double t0 = pai_now_s();
 #ifdef __GLIBC__
   /* zlib allocates ~300 KB of state for every chunk HDF5 compresses; with glibc's default
@@ -680,7 +779,8 @@ int pai_preprocess_run(const pai_dist *d, const pai_prep_opts *o) {
     PAI_INFO("%lld TSSs on %d chromosomes, %d tracks -> %d shards over %d rank%s (at most %lld "
              "samples per rank)", (long long)total, in.n_groups, in.T, n_parts, d->size,
              d->size > 1 ? "s" : "", (long long)max_load);
-    housekeeping(o, &in, parts, n_parts);
+    rc = check_names_unique(&in, parts, n_parts);
+    if (rc == 0) rc = housekeeping(o, &in, parts, n_parts, &kept, &n_kept);
   }
   rc = pai_dist_agree(d, rc);
   if (rc < 0) goto done;
@@ -691,7 +791,7 @@ int pai_preprocess_run(const pai_dist *d, const pai_prep_opts *o) {
   if (rc < 0) goto done;
   rc = pai_dist_sum_i64(d, mine, all, 3);
   if (rc == 0 && d->rank == 0) {
-    rc = write_manifest(d, o, &in, parts, n_parts, total);
+    rc = write_manifest(d, o, &in, parts, n_parts, total, kept, n_kept);
     if (rc == 0) {
       const double dt = pai_now_s() - t0;
       PAI_INFO("done: %d shards (%lld built, %lld up to date), %lld samples built in %.1f s "
@@ -702,6 +802,8 @@ int pai_preprocess_run(const pai_dist *d, const pai_prep_opts *o) {
   }
   rc = pai_dist_agree(d, rc);
 done:
+  for (int i = 0; i < n_kept; i++) free(kept[i].text);
+  free(kept);
   free(parts);
   free(counts);
   pai_fasta_close(fa);

@@ -2,6 +2,7 @@
 #include "preprocess/shardfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,15 @@ int pai_shard_commit(pai_shard_writer *w) {
   herr_t closed = H5Fclose(w->file);
   w->file = -1;
   H5_CHECK(closed, "cannot finish writing %s (disk full?)", p);
+  /* on disk before it takes the final name: a final name must never hold a partial file */
+  int fd = open(w->tmp, O_RDONLY);
+  if (fd < 0 || fsync(fd) != 0) {
+    PAI_ERR("cannot flush %s to disk: %s", w->tmp, strerror(errno));
+    if (fd >= 0) close(fd);
+    rc = PAI_ERR_IO;
+    goto fail;
+  }
+  close(fd);
   if (rename(w->tmp, w->final_path) != 0) {
     PAI_ERR("cannot rename %s to %s: %s", w->tmp, w->final_path, strerror(errno));
     rc = PAI_ERR_IO;

@@ -55,6 +55,10 @@ int main(int argc, char **argv) {
   }
   pai_log_set_mute(0);
   pai_log_set_quiet(quiet);
+  /* ranks could disagree (a --config readable on some nodes only): agree before going on */
+  const int agreed = pai_dist_agree(&d, rc < 0 ? rc : 0);
+  if (agreed < 0 && rc >= 0) PAI_ERR("the command line failed on another rank (see rank 0)");
+  if (agreed < 0) rc = agreed;
   if (rc == 0) {
     pai_prep_opts o = {.h5_folder = h5_folder, .tss_file = tss_file, .fasta_file = fasta_file,
                        .bigwig_files = bigwig_files, .input_length = input_length,
