@@ -23,7 +23,6 @@ that track for the samples that read it (and data in the other track).
 Usage: /usr/bin/python3 tests/test_preprocess_errors.py --bin BUILD_DIR
 """
 
-import argparse
 import glob
 import os
 import re
@@ -35,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
 from harness import (MPI_ENV, Checker, mpirun_prefix, random_genome_seq,  # noqa: E402
-                     random_intervals, require_binary, run_group, write_bigwig, write_fasta)
+                     random_intervals, exe_from_args, run_group, write_bigwig, write_fasta)
 
 S_IN, S_OUT = 256, 128
 CHROMS = [("chrA", 3000), ("chrB", 2000)]
@@ -213,10 +212,7 @@ def check_stderr(stderr, req):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin", required=True, help="directory holding the built programs")
-    args = ap.parse_args()
-    exe = os.path.abspath(require_binary(args.bin, "ppreprocess"))
+    exe = exe_from_args(__doc__, "ppreprocess")
     ck = Checker()
     rng = np.random.default_rng(5)
     with tempfile.TemporaryDirectory() as tmp:

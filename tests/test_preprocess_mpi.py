@@ -25,7 +25,6 @@ Resume (in the -np 2 folder, each step with the same -np 2 command unless said):
 Usage: /usr/bin/python3 tests/test_preprocess_mpi.py --bin BUILD_DIR
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
 import preprocess_ref as P  # noqa: E402
 from harness import (MPI_ENV, Checker, attr_str, mpirun_prefix, random_genome_seq,  # noqa: E402
-                     random_intervals, read_manifest, require_binary, run_group, tree_stat,
+                     random_intervals, read_manifest, exe_from_args, run_group, tree_stat,
                      write_bigwig, write_fasta)
 
 S_IN, S_OUT = 512, 256
@@ -160,10 +159,7 @@ def check_folder(ck, label, out, counts, ranks, table_lines):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin", required=True, help="directory holding the built programs")
-    args = ap.parse_args()
-    exe = os.path.abspath(require_binary(args.bin, "ppreprocess"))
+    exe = exe_from_args(__doc__, "ppreprocess")
     ck = Checker()
     rng = np.random.default_rng(11)
     with tempfile.TemporaryDirectory() as tmp:

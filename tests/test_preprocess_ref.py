@@ -40,7 +40,6 @@ Run C: options from a config file ([ppreprocess] section, one overridden on the 
 Usage: /usr/bin/python3 tests/test_preprocess_ref.py --bin BUILD_DIR
 """
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -53,7 +52,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
 import preprocess_ref as P  # noqa: E402
 from harness import (Checker, attr_str, h5_attr_is_vlen_utf8, h5_filters,  # noqa: E402
-                     random_genome_seq, random_intervals, read_manifest, require_binary,
+                     random_genome_seq, random_intervals, read_manifest, exe_from_args,
                      run_group, write_bigwig, write_fasta)
 
 S_IN, S_OUT, CHUNK = 2048, 1024, 256
@@ -433,10 +432,7 @@ def warning_lines(stderr, *needles):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin", required=True, help="directory holding the built programs")
-    args = ap.parse_args()
-    exe = os.path.abspath(require_binary(args.bin, "ppreprocess"))
+    exe = exe_from_args(__doc__, "ppreprocess")
     ck = Checker()
     rng = np.random.default_rng(7)
     with tempfile.TemporaryDirectory() as tmp:

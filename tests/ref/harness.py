@@ -59,6 +59,14 @@ def binary_from_args(doc, name):
     return os.path.abspath(require_binary(args.bin, name))
 
 
+def exe_from_args(doc, name):
+    """`--bin DIR` parsing for tests that need no torch: the absolute path of DIR/name."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--bin", required=True, help="directory holding the built programs")
+    return os.path.abspath(require_binary(ap.parse_args().bin, name))
+
+
 def require_binary(bin_dir, name):
     path = os.path.join(bin_dir, name)
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
