@@ -88,6 +88,8 @@ def make_fixture(tmp, rng):
     # a bigWig without chrB, for the warning case
     iv = {"chrA": random_intervals(rng, 0, 3000, lambda r: float(r.uniform(1, 100)))}
     write_bigwig(os.path.join(bw_dir, "noB.rev.bw"), [("chrA", 3000)], iv)
+    # a valid bigWig with a header and no data at all (pyBigWig reads NaN everywhere)
+    write_bigwig(os.path.join(bw_dir, "empty.fwd.bw"), CHROMS, {})
     return fasta, bw_dir
 
 
@@ -281,6 +283,29 @@ def main():
                          and np.abs(y[minus][:, :, 0]).max() > 0,
                          f"bigWig lacking chrB: track 1 is 0 on the {int(minus.sum())} - strand "
                          f"samples of chrB (which read noB.rev.bw), data elsewhere")
+
+        # A bigWig with no data at all is valid: its track reads as no data (xform(NaN) = 0).
+        case_dir = os.path.join(tmp, "empty")
+        os.makedirs(case_dir)
+        tss_path = os.path.join(case_dir, "tss.tsv")
+        track_path = os.path.join(case_dir, "tracks.tsv")
+        write_lines(tss_path, tss_lines())
+        write_lines(track_path, track_lines(bw_dir, files=[
+            (f"{bw_dir}/empty.fwd.bw", f"{bw_dir}/t0.rev.bw"),
+            (f"{bw_dir}/t1.fwd.bw", f"{bw_dir}/t1.rev.bw")]))
+        print("--- empty bigWig: empty.fwd.bw has a header and no data (mpirun -np 2)")
+        proc, statuses = launch(exe, 2, build_args(case_dir, fasta, tss_path, track_path, {}),
+                                case_dir)
+        if ck.check(proc.returncode == 0 and not proc.timed_out and set(statuses or [0]) == {0},
+                    f"empty bigWig: exit status 0 (got {proc.returncode}, ranks {statuses})"):
+            shard = os.path.join(case_dir, "out", "chrA.h5")
+            with h5py.File(shard, "r") as f:
+                y, strand = f["y"][...].astype(np.float64), f["strand"][...]
+            plus = strand > 0
+            ck.check(plus.any() and np.all(y[plus][:, :, 0] == 0)
+                     and np.abs(y[plus][:, :, 1]).max() > 0,
+                     f"empty bigWig: track 0 is 0 on the {int(plus.sum())} + strand samples of "
+                     f"chrA (which read empty.fwd.bw), track 1 has data")
     return ck.finish()
 
 
