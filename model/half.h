@@ -26,24 +26,6 @@ static inline uint16_t pai_f32_to_f16(float f) {
   return sign | (uint16_t)(a >> 13);
 }
 
-static inline float pai_f16_to_f32(uint16_t h) {
-  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-  const uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-  uint32_t x;
-  if (e == 0) {
-    float f = (float)m * 5.9604644775390625e-8f;   /* m * 2^-24 */
-    memcpy(&x, &f, sizeof x);
-    x |= sign;
-  } else if (e == 31) {
-    x = sign | 0x7f800000u | (m << 13);
-  } else {
-    x = sign | ((e + 112u) << 23) | (m << 13);
-  }
-  float f;
-  memcpy(&f, &x, sizeof f);
-  return f;
-}
-
 /* 1 when the finite value f does not fit in float16 (would become infinity). */
 static inline int pai_f16_overflows(float f) { return isfinite(f) && fabsf(f) >= 65520.0f; }
 

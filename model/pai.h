@@ -41,6 +41,11 @@ typedef enum {
 
 const char *pai_status_str(int status);
 
+/* The process exit code of every program: 0 success, 2 usage error, 1 anything else. */
+static inline int pai_exit_code(int status) {
+  return status == 0 ? 0 : status == PAI_ERR_USAGE ? 2 : 1;
+}
+
 /* Seconds on a monotonic clock, for progress lines and benchmarks. */
 static inline double pai_now_s(void) {
   struct timespec ts;

@@ -77,8 +77,3 @@ int pai_dist_sum_i64(const pai_dist *d, const int64_t *in, int64_t *out, int n) 
   MPI_CHECK(MPI_Allreduce(in, out, n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
   return 0;
 }
-
-int pai_dist_barrier(const pai_dist *d) {
-  if (d->size > 1) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
-  return 0;
-}

@@ -32,11 +32,5 @@ int pai_dist_bcast_bytes(const pai_dist *d, int root, char **buf, size_t *n) PAI
 
 /* Collective: out[i] = sum over ranks of in[i]. */
 int pai_dist_sum_i64(const pai_dist *d, const int64_t *in, int64_t *out, int n) PAI_WUR;
-int pai_dist_barrier(const pai_dist *d) PAI_WUR;
-
-/* Maps a status to the process exit code: 0 ok, 2 usage, 1 anything else. */
-static inline int pai_exit_code(int status) {
-  return status == 0 ? 0 : status == PAI_ERR_USAGE ? 2 : 1;
-}
 
 #endif

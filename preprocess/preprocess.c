@@ -283,8 +283,8 @@ static int parse_tracks(prep_input *in, const pai_prep_opts *o, int open_files) 
   return 0;
 }
 
-/* Rank 0 (check = 1) reads the files and checks everything; other ranks parse the broadcast
- * bytes (check = 0: no bigWig opening, same parse). */
+/* Rank 0 reads the files and checks everything (opening every bigWig); the other ranks then
+ * parse the broadcast bytes the same way, without reopening the bigWigs. */
 static int load_inputs(const pai_dist *d, const pai_prep_opts *o, prep_input *in,
                        pai_fasta **fa) {
   int rc = 0;
@@ -351,12 +351,9 @@ static uint64_t common_fingerprint(const pai_prep_opts *o, const prep_input *in)
   const int64_t v[3] = {1 /* format */, o->input_length, o->output_length};
   h = fnv(h, v, sizeof v);
   h = fnv_str(h, o->y_dtype);
-  h = fnv_str(h, in->track_text);   /* metadata columns are stored in every shard */
+  h = fnv_str(h, in->track_text);   /* transforms, names, metadata (stored in every shard) */
   h = fnv_file(h, o->fasta_file);
-  for (int t = 0; t < in->T; t++) {
-    h = fnv_file(fnv_file(h, in->fwd[t]), in->rev[t]);
-    h = fnv_str(fnv_str(h, in->xf_text[t]), in->names[t]);
-  }
+  for (int t = 0; t < in->T; t++) h = fnv_file(fnv_file(h, in->fwd[t]), in->rev[t]);
   return h;
 }
 
@@ -373,12 +370,6 @@ static int ends_with(const char *s, const char *suffix) {
   size_t a = strlen(s), b = strlen(suffix);
   return a >= b && !strcmp(s + a - b, suffix);
 }
-
-/* A row of an earlier manifest, carried into this run's manifest when its chromosome is outside
- * this run's selection (--chrom) and its file still exists. */
-typedef struct {
-  char *text;   /* the row, without newline */
-} kept_row;
 
 /* 1 when `file` is a shard name of group g: "<chrom>.h5" or "<chrom>.part<k>.h5". */
 static int is_shard_of(const char *file, const chrom_group *g) {
@@ -404,7 +395,7 @@ static int is_shard_of(const char *file, const chrom_group *g) {
  *    another rank count, finished or not): a trainer globbing the folder would read them twice;
  *  - keeps the previous manifest's rows for chromosomes outside this run, if their files exist. */
 static int housekeeping(const pai_prep_opts *o, const prep_input *in, const pai_shard_part *parts,
-                        int n_parts, kept_row **kept, int *n_kept) {
+                        int n_parts, char ***kept, int *n_kept) {
   char path[2 * PAI_PATH_LEN];
   *kept = NULL;
   *n_kept = 0;
@@ -428,10 +419,10 @@ static int housekeeping(const pai_prep_opts *o, const prep_input *in, const pai_
       char file[3 * PAI_PATH_LEN];
       snprintf(file, sizeof file, "%s/%s", o->h5_folder, fields[0]);
       if (!ours && access(file, R_OK) == 0) {
-        kept_row *nk = realloc(*kept, (size_t)(*n_kept + 1) * sizeof *nk);
+        char **nk = realloc(*kept, (size_t)(*n_kept + 1) * sizeof *nk);
         if (nk) {
           *kept = nk;
-          nk[(*n_kept)++].text = strdup(line);
+          nk[(*n_kept)++] = strdup(line);
         }
       }
     }
@@ -501,6 +492,7 @@ typedef struct {
   float *y;             /* [S_out][T], when storing float32 */
   uint16_t *y16;        /* [S_out][T], when storing float16 */
   char *warned;         /* [2T] name of the last chromosome warned about, per file */
+  int f16;              /* /y stored as float16 */
 } worker;
 
 static int worker_bigwig(worker *w, int k, pai_bigwig **out) {
@@ -525,7 +517,7 @@ static int worker_bigwig(worker *w, int k, pai_bigwig **out) {
 static int build_sample(worker *w, const chrom_group *g, const tss_row *r, const int *has_chrom) {
   const int64_t S_in = w->o->input_length, S_out = w->o->output_length, p = r->pos - 1;
   const int T = w->in->T;
-  const int f16 = !strcmp(w->o->y_dtype, "float16");
+  const int f16 = w->f16;
   PAI_TRY(pai_fasta_window(w->fa, g->name, p - S_in / 2, S_in, w->seq));
   pai_encode(w->x, w->seq, (size_t)S_in);
   if (r->strand < 0) pai_revcomp_codes(w->x, (size_t)S_in);
@@ -574,12 +566,11 @@ static int build_shard(worker *w, const chrom_group *g, const pai_shard_part *pa
   int rc = 0;
   int *has_chrom = calloc((size_t)(2 * T), sizeof *has_chrom);
   if (!has_chrom) return PAI_ERR_NOMEM;
+  int has_strand[2] = {0, 0};   /* [0]: + strand rows, [1]: - strand rows */
+  for (int64_t i = 0; i < part->count; i++) has_strand[g->rows[part->first + i].strand < 0] = 1;
   for (int k = 0; k < 2 * T; k++) {
     pai_bigwig *bw;
-    int need = 0;   /* only the strands this part has */
-    for (int64_t i = 0; i < part->count && !need; i++)
-      need = (g->rows[part->first + i].strand < 0) == (k % 2);
-    if (!need) continue;
+    if (!has_strand[k % 2]) continue;   /* only the files this part reads */
     PAI_CHECK(worker_bigwig(w, k, &bw));
     has_chrom[k] = pai_bigwig_chrom_len(bw, g->name) >= 0;
     char *warned = w->warned + (size_t)k * PAI_NAME_LEN * 4;
@@ -593,7 +584,7 @@ static int build_shard(worker *w, const chrom_group *g, const pai_shard_part *pa
       .chrom = g->name, .part = part->part, .n_parts = part->n_parts,
       .n_samples = part->count, .input_length = o->input_length,
       .output_length = o->output_length, .n_tracks = T,
-      .y_f16 = !strcmp(o->y_dtype, "float16"), .deflate = o->deflate,
+      .y_f16 = w->f16, .deflate = o->deflate,
       .chunk_positions = o->chunk_positions, .track_names = in->names, .xforms = in->xf_text,
       .tss_file = o->tss_file, .fasta_file = o->fasta_file, .bigwig_files = o->bigwig_files,
       .track_table = in->track_text, .fingerprint = fingerprint};
@@ -645,7 +636,7 @@ static int run_my_parts(const pai_dist *d, const pai_prep_opts *o, const prep_in
   w.bw = calloc((size_t)(2 * T), sizeof *w.bw);
   w.seq = malloc((size_t)S_in);
   w.x = malloc((size_t)S_in);
-  const int f16 = !strcmp(o->y_dtype, "float16");
+  const int f16 = w.f16 = !strcmp(o->y_dtype, "float16");
   w.stage = malloc((size_t)(S_out * T) * sizeof *w.stage);
   w.y = f16 ? NULL : malloc((size_t)(S_out * T) * sizeof *w.y);
   w.y16 = f16 ? malloc((size_t)(S_out * T) * sizeof *w.y16) : NULL;
@@ -696,7 +687,7 @@ fail:
 
 static int write_manifest(const pai_dist *d, const pai_prep_opts *o, const prep_input *in,
                           const pai_shard_part *parts, int n_parts, int64_t total,
-                          const kept_row *kept, int n_kept) {
+                          char *const *kept, int n_kept) {
   char path[PAI_PATH_LEN + 16], tmp[PAI_PATH_LEN + 32];
   snprintf(path, sizeof path, "%s/manifest.tsv", o->h5_folder);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -718,7 +709,7 @@ static int write_manifest(const pai_dist *d, const pai_prep_opts *o, const prep_
   for (int t = 0; t < in->T; t++) fprintf(f, "%c%s", t ? '\t' : ' ', in->xf_text[t]);
   int64_t kept_samples = 0;
   for (int i = 0; i < n_kept; i++) {
-    const char *last = strrchr(kept[i].text, '\t');
+    const char *last = kept[i] ? strrchr(kept[i], '\t') : NULL;
     kept_samples += last ? atoll(last + 1) : 0;
   }
   fprintf(f, "\n# ranks = %d\n# n_shards = %d\n# n_samples = %lld\n", d->size, n_parts + n_kept,
@@ -734,7 +725,8 @@ static int write_manifest(const pai_dist *d, const pai_prep_opts *o, const prep_
     fprintf(f, "%s\t%s\t%d\t%d\t%lld\n", name, g->name, parts[i].part, parts[i].n_parts,
             (long long)parts[i].count);
   }
-  for (int i = 0; i < n_kept; i++) fprintf(f, "%s\n", kept[i].text);
+  for (int i = 0; i < n_kept; i++)
+    if (kept[i]) fprintf(f, "%s\n", kept[i]);
   /* complete and on disk before it takes the final name */
   int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
   if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
@@ -751,13 +743,13 @@ int pai_preprocess_run(const pai_dist *d, const pai_prep_opts *o) {
   pai_fasta *fa = NULL;
   pai_shard_part *parts = NULL;
   int64_t *counts = NULL;
-  kept_row *kept = NULL;
+  char **kept = NULL;   /* manifest rows carried over from the previous run (--chrom) */
   int n_parts = 0, n_kept = 0, rc = 0;
   const double t0 = pai_now_s();
 #ifdef __GLIBC__
   /* zlib allocates ~300 KB of state for every chunk HDF5 compresses; with glibc's default
-   * thresholds each of those is returned to the kernel and faulted back in (a fifth of the run
-   * time). Keeping freed memory in the heap costs at most a few MB. */
+   * thresholds each of those is returned to the kernel and faulted back in (perf: 18% of the run
+   * in the kernel before, 9% after). Keeping freed memory in the heap costs a few MB. */
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
 #endif
@@ -802,7 +794,7 @@ int pai_preprocess_run(const pai_dist *d, const pai_prep_opts *o) {
   }
   rc = pai_dist_agree(d, rc);
 done:
-  for (int i = 0; i < n_kept; i++) free(kept[i].text);
+  for (int i = 0; i < n_kept; i++) free(kept[i]);
   free(kept);
   free(parts);
   free(counts);

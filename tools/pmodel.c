@@ -17,7 +17,6 @@
 
 #define N_OPTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-static int status_exit(int rc) { return rc == 0 ? 0 : rc == PAI_ERR_USAGE ? 2 : 1; }
 
 static int cmd_init(int argc, char **argv) {
   char folder[PAI_PATH_LEN] = "";
@@ -69,14 +68,14 @@ static int cmd_init(int argc, char **argv) {
   }
   if (pai_config_check(&cfg, "pmodel init") < 0) return 2;
   pai_model m;
-  if ((rc = pai_model_create(&m, &cfg)) < 0) return status_exit(rc);
+  if ((rc = pai_model_create(&m, &cfg)) < 0) return pai_exit_code(rc);
   pai_params_init_random(&m.params, (uint64_t)seed);
   rc = pai_model_save(&m, folder);
   if (rc == 0)
     PAI_INFO("wrote %s: %zu parameters (seed %lld)", path, pai_params_count(&m.params),
              (long long)seed);
   pai_model_free(&m);
-  return status_exit(rc);
+  return pai_exit_code(rc);
 }
 
 static int cmd_info(int argc, char **argv) {
@@ -86,7 +85,7 @@ static int cmd_info(int argc, char **argv) {
                           "Prints a model's hyper-parameters and parameter count.", argc, argv);
   if (rc) return rc == 1 ? 0 : 2;
   pai_model m;
-  if ((rc = pai_model_load(&m, folder)) < 0) return status_exit(rc);
+  if ((rc = pai_model_load(&m, folder)) < 0) return pai_exit_code(rc);
   const pai_config *c = &m.cfg;
   const int radius = pai_receptive_radius(c->num_blocks);
   printf("model_folder\t%s\n", folder);
@@ -126,7 +125,7 @@ static int cmd_predict(int argc, char **argv) {
   pai_predict_opts po = {.model_folder = folder, .seq_file = seqs, .out = out,
                          .batch_size = batch};
   if (pai_device_select(device, &po.device) < 0) return 2;
-  return status_exit(pai_predict_run(&po));
+  return pai_exit_code(pai_predict_run(&po));
 }
 
 static int cmd_build(int argc, char **argv) {

@@ -37,5 +37,5 @@ int main(int argc, char **argv) {
                        .input_length = input_length, .batch_size = batch_size, .raw = raw};
   if (pai_device_select(device, &so.device) < 0) return 2;
   rc = pai_score_run(&so);
-  return rc == 0 ? 0 : rc == PAI_ERR_USAGE ? 2 : 1;
+  return pai_exit_code(rc);
 }
