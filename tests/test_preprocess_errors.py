@@ -253,18 +253,23 @@ def main():
         ck.check(2 * n_mpi >= len(all_cases),
                  f"{n_mpi} of {len(all_cases)} cases ran under mpirun -np 2")
 
+        def run_tracks(name, files):
+            """A run (mpirun -np 2) with valid TSSs and the given (fwd, rev) files."""
+            case_dir = os.path.join(tmp, name)
+            os.makedirs(case_dir)
+            tss_path = os.path.join(case_dir, "tss.tsv")
+            track_path = os.path.join(case_dir, "tracks.tsv")
+            write_lines(tss_path, tss_lines())
+            write_lines(track_path, track_lines(bw_dir, files=[
+                (f"{bw_dir}/{fwd}", f"{bw_dir}/{rev}") for fwd, rev in files]))
+            proc, statuses = launch(exe, 2, build_args(case_dir, fasta, tss_path, track_path, {}),
+                                    case_dir)
+            return case_dir, proc, statuses
+
         # Warning case: a bigWig without chrB -> success, a warning, zeros for that track.
-        case_dir = os.path.join(tmp, "warn")
-        os.makedirs(case_dir)
-        tss_path = os.path.join(case_dir, "tss.tsv")
-        track_path = os.path.join(case_dir, "tracks.tsv")
-        write_lines(tss_path, tss_lines())
-        write_lines(track_path, track_lines(bw_dir, files=[
-            (f"{bw_dir}/t0.fwd.bw", f"{bw_dir}/t0.rev.bw"),
-            (f"{bw_dir}/t1.fwd.bw", f"{bw_dir}/noB.rev.bw")]))
         print("--- warning case: noB.rev.bw lacks chrB (mpirun -np 2)")
-        proc, statuses = launch(exe, 2, build_args(case_dir, fasta, tss_path, track_path, {}),
-                                case_dir)
+        case_dir, proc, statuses = run_tracks("warn", [("t0.fwd.bw", "t0.rev.bw"),
+                                                       ("t1.fwd.bw", "noB.rev.bw")])
         if ck.check(proc.returncode == 0 and not proc.timed_out and 0 in (statuses or [0])
                     and set(statuses or [0]) == {0},
                     f"bigWig lacking chrB: exit status 0 (got {proc.returncode}, ranks "
@@ -285,17 +290,9 @@ def main():
                          f"samples of chrB (which read noB.rev.bw), data elsewhere")
 
         # A bigWig with no data at all is valid: its track reads as no data (xform(NaN) = 0).
-        case_dir = os.path.join(tmp, "empty")
-        os.makedirs(case_dir)
-        tss_path = os.path.join(case_dir, "tss.tsv")
-        track_path = os.path.join(case_dir, "tracks.tsv")
-        write_lines(tss_path, tss_lines())
-        write_lines(track_path, track_lines(bw_dir, files=[
-            (f"{bw_dir}/empty.fwd.bw", f"{bw_dir}/t0.rev.bw"),
-            (f"{bw_dir}/t1.fwd.bw", f"{bw_dir}/t1.rev.bw")]))
         print("--- empty bigWig: empty.fwd.bw has a header and no data (mpirun -np 2)")
-        proc, statuses = launch(exe, 2, build_args(case_dir, fasta, tss_path, track_path, {}),
-                                case_dir)
+        case_dir, proc, statuses = run_tracks("empty", [("empty.fwd.bw", "t0.rev.bw"),
+                                                        ("t1.fwd.bw", "t1.rev.bw")])
         if ck.check(proc.returncode == 0 and not proc.timed_out and set(statuses or [0]) == {0},
                     f"empty bigWig: exit status 0 (got {proc.returncode}, ranks {statuses})"):
             shard = os.path.join(case_dir, "out", "chrA.h5")

@@ -335,6 +335,41 @@ def main():
                      and all(now[n][0]["y"].dtype == np.float32 for n in now),
                      f"resume --y_dtype float32: every shard rebuilt with float32 /y "
                      f"({len(changed)} of {len(after)})")
+        f32 = ("--y_dtype", "float32")
+        # 9. a metadata column added to the track table: names and transforms unchanged, but the
+        #    table text is stored in every shard, so every shard is stale
+        with open(tracks) as fh:
+            lines = fh.read().splitlines()
+        with open(tracks, "w") as fh:
+            fh.write("\n".join(ln + ("\tcell" if i == 0 else f"\tK{i}")
+                               for i, ln in enumerate(lines)) + "\n")
+        ok, before, after, changed = rerun("track table metadata changed", *f32, ranks=1)
+        if ok:
+            now = snapshot()
+            ck.check(changed == sorted(after) and sorted(after) == sorted(before)
+                     and all("\tcell" in attr_str(now[n][1].get("track_table")) for n in now),
+                     f"resume track metadata changed: every shard rebuilt with the new "
+                     f"track_table ({len(changed)} of {len(after)})")
+        # 10. --chrom chrC: the other chromosomes' shards are kept, and stay in the manifest
+        man = os.path.join(out, "manifest.tsv")
+        rows_before = sorted(map(tuple, read_manifest(man)[2]))
+        ok, before, after, changed = rerun("--chrom chrC", *f32, "--chrom", "chrC", ranks=1)
+        if ok:
+            rows_after = sorted(map(tuple, read_manifest(man)[2]))
+            ck.check(sorted(after) == sorted(before) and not changed
+                     and rows_after == rows_before,
+                     f"resume --chrom chrC: no shard removed or rewritten, and the manifest still "
+                     f"lists every shard ({len(rows_after)} rows; rewritten {changed})")
+        # 11. an unfinished run of another plan: its part files and no manifest
+        os.remove(man)
+        stray = os.path.join(out, "chrA.part7.h5")
+        with open(stray, "w") as fh:
+            fh.write("a part file of an unfinished run")
+        ok, before, after, changed = rerun("stray part, no manifest", *f32, ranks=1)
+        if ok:
+            ck.check(not os.path.exists(stray) and os.path.isfile(man),
+                     "resume stray part: chrA.part7.h5 (not in the plan) removed, manifest written")
+            check_folder(ck, "resume stray part", out, counts, 1, table_lines)
     return ck.finish()
 
 
