@@ -274,7 +274,6 @@ fail:
 
 static int write_attrs(hid_t file, const char *path, const pai_config *c) {
   int rc = 0;
-  hid_t space = -1, a = -1;
   const struct { const char *name; int64_t v; } ints[] = {
       {"format_version", 1},           {"num_blocks", c->num_blocks},
       {"model_dim", c->model_dim},     {"kernel_size", c->kernel_size},
@@ -287,20 +286,13 @@ static int write_attrs(hid_t file, const char *path, const pai_config *c) {
   for (int j = 0; j < c->n_heads; j++) dims[j] = c->output_dims[j];
   PAI_CHECK(pai_h5_write_i64(file, path, "output_dims", dims, c->n_heads, 0));
 
-  H5_CHECK(space = H5Screate(H5S_SCALAR), "%s", path);
-  H5_CHECK(a = H5Acreate2(file, "bn_epsilon", H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT),
-           "%s: cannot create attribute 'bn_epsilon'", path);
-  H5_CHECK(H5Awrite(a, H5T_NATIVE_DOUBLE, &c->bn_epsilon), "%s: bn_epsilon", path);
-  H5Aclose(a);
-  H5Sclose(space);
-  a = space = -1;
+  PAI_CHECK(pai_h5_write_attr(file, path, "bn_epsilon", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                              &c->bn_epsilon, 1, 1));
 
   const char *names[PAI_MAX_HEADS];
   for (int j = 0; j < c->n_heads; j++) names[j] = c->head_names[j];
   PAI_CHECK(pai_h5_write_strs(file, path, "head_names", names, c->n_heads, 0));
 fail:
-  if (a >= 0) H5Aclose(a);
-  if (space >= 0) H5Sclose(space);
   return rc;
 }
 

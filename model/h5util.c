@@ -4,36 +4,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pai_h5_write_i64(hid_t loc, const char *path, const char *name, const int64_t *v, int n,
-                     int scalar) {
+int pai_h5_write_attr(hid_t loc, const char *path, const char *name, hid_t ftype, hid_t mtype,
+                      const void *v, int n, int scalar) {
   int rc = 0;
   hid_t space = -1, a = -1;
   hsize_t dim = (hsize_t)n;
   H5_CHECK(space = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL), "%s", path);
-  H5_CHECK(a = H5Acreate2(loc, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT),
+  H5_CHECK(a = H5Acreate2(loc, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT),
            "%s: cannot create attribute '%s'", path, name);
-  H5_CHECK(H5Awrite(a, H5T_NATIVE_INT64, v), "%s: cannot write attribute '%s'", path, name);
+  H5_CHECK(H5Awrite(a, mtype, v), "%s: cannot write attribute '%s'", path, name);
 fail:
   if (a >= 0) H5Aclose(a);
   if (space >= 0) H5Sclose(space);
   return rc;
 }
 
+int pai_h5_write_i64(hid_t loc, const char *path, const char *name, const int64_t *v, int n,
+                     int scalar) {
+  return pai_h5_write_attr(loc, path, name, H5T_STD_I64LE, H5T_NATIVE_INT64, v, n, scalar);
+}
+
 int pai_h5_write_strs(hid_t loc, const char *path, const char *name, const char *const *s,
                       int n, int scalar) {
   int rc = 0;
-  hid_t space = -1, a = -1, type = -1;
-  hsize_t dim = (hsize_t)n;
+  hid_t type = -1;
   H5_CHECK(type = H5Tcopy(H5T_C_S1), "%s", path);
   H5_CHECK(H5Tset_size(type, H5T_VARIABLE), "%s", path);
   H5_CHECK(H5Tset_cset(type, H5T_CSET_UTF8), "%s", path);
-  H5_CHECK(space = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL), "%s", path);
-  H5_CHECK(a = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT),
-           "%s: cannot create attribute '%s'", path, name);
-  H5_CHECK(H5Awrite(a, type, s), "%s: cannot write attribute '%s'", path, name);
+  rc = pai_h5_write_attr(loc, path, name, type, type, s, n, scalar);
 fail:
-  if (a >= 0) H5Aclose(a);
-  if (space >= 0) H5Sclose(space);
   if (type >= 0) H5Tclose(type);
   return rc;
 }

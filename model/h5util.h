@@ -25,6 +25,10 @@
 
 static inline void pai_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
+/* Attribute `name` on loc: n values (scalar = 1: a scalar, n must be 1) of file type ftype,
+ * written from v in memory type mtype. `path` is the file name for messages. */
+int pai_h5_write_attr(hid_t loc, const char *path, const char *name, hid_t ftype, hid_t mtype,
+                      const void *v, int n, int scalar) PAI_WUR;
 /* Attribute `name` on loc: n int64 values (scalar = 1: a scalar, n must be 1). `path` is the
  * file name for messages. */
 int pai_h5_write_i64(hid_t loc, const char *path, const char *name, const int64_t *v, int n,
