@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model/checkpoint.h"
 #include "model/h5util.h"
 #include "model/model.h"
 #include "mpi/log.h"
@@ -154,16 +155,18 @@ fail:
   return rc;
 }
 
-static int read_tensor(hid_t file, const char *path, const pai_tensor *t, float *dst) {
+/* Dataset `name` (t's shape) into dst. */
+static int read_tensor(hid_t file, const char *path, const char *name, const pai_tensor *t,
+                       float *dst) {
   int rc = 0;
   hid_t d = -1, space = -1, type = -1;
-  if (H5Lexists(file, t->path, H5P_DEFAULT) <= 0) {
-    PAI_ERR("%s: missing dataset %s", path, t->path);
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) {
+    PAI_ERR("%s: missing dataset %s", path, name);
     return PAI_ERR_INPUT;
   }
-  H5_CHECK(d = H5Dopen2(file, t->path, H5P_DEFAULT), "%s: cannot open dataset %s", path, t->path);
-  H5_CHECK(space = H5Dget_space(d), "%s: dataset %s", path, t->path);
-  H5_CHECK(type = H5Dget_type(d), "%s: dataset %s", path, t->path);
+  H5_CHECK(d = H5Dopen2(file, name, H5P_DEFAULT), "%s: cannot open dataset %s", path, name);
+  H5_CHECK(space = H5Dget_space(d), "%s: dataset %s", path, name);
+  H5_CHECK(type = H5Dget_type(d), "%s: dataset %s", path, name);
   hsize_t dims[4] = {0};
   int rank = H5Sget_simple_extent_ndims(space);
   int want_rank = t->cols > 0 ? 2 : 1;
@@ -182,24 +185,94 @@ static int read_tensor(hid_t file, const char *path, const pai_tensor *t, float 
     }
     if (t->cols > 0)
       PAI_ERR("%s: dataset %s has shape %s, expected [%d, %d] from the root attributes", path,
-              t->path, got, t->rows, t->cols);
+              name, got, t->rows, t->cols);
     else
       PAI_ERR("%s: dataset %s has shape %s, expected [%d] from the root attributes", path,
-              t->path, got, t->rows);
+              name, got, t->rows);
     rc = PAI_ERR_INPUT;
     goto fail;
   }
   if (H5Tget_class(type) != H5T_FLOAT) {
-    PAI_ERR("%s: dataset %s is not floating point", path, t->path);
+    PAI_ERR("%s: dataset %s is not floating point", path, name);
     rc = PAI_ERR_INPUT;
     goto fail;
   }
   H5_CHECK(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst),
-           "%s: cannot read dataset %s (file truncated or damaged?)", path, t->path);
+           "%s: cannot read dataset %s (file truncated or damaged?)", path, name);
 fail:
   if (type >= 0) H5Tclose(type);
   if (space >= 0) H5Sclose(space);
   if (d >= 0) H5Dclose(d);
+  return rc;
+}
+
+int pai_tensors_read(hid_t file, const char *path, const char *prefix, const pai_params *layout,
+                     float *buf, int trainable_only) {
+  char name[PAI_PATH_LEN];
+  for (int i = 0; i < layout->n_tensors; i++) {
+    const pai_tensor *t = &layout->tensors[i];
+    if (trainable_only && !t->trainable) continue;
+    snprintf(name, sizeof name, "%s%s", prefix, t->path);
+    PAI_TRY(read_tensor(file, path, name, t, buf + t->offset));
+  }
+  return 0;
+}
+
+int pai_tensors_write(hid_t file, const char *path, const char *prefix, const pai_params *layout,
+                      const float *buf, int trainable_only) {
+  int rc = 0;
+  hid_t lcpl = -1;
+  char name[PAI_PATH_LEN];
+  H5_CHECK(lcpl = H5Pcreate(H5P_LINK_CREATE), "%s", path);
+  H5_CHECK(H5Pset_create_intermediate_group(lcpl, 1), "%s", path);
+  for (int i = 0; i < layout->n_tensors; i++) {
+    const pai_tensor *t = &layout->tensors[i];
+    if (trainable_only && !t->trainable) continue;
+    snprintf(name, sizeof name, "%s%s", prefix, t->path);
+    hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
+    hid_t space = H5Screate_simple(t->cols > 0 ? 2 : 1, dims, NULL);
+    hid_t d = H5Dcreate2(file, name, H5T_IEEE_F32LE, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t w = d >= 0 ? H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                 buf + t->offset)
+                      : -1;
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(space);
+    H5_CHECK(w, "%s: cannot write dataset %s", path, name);
+  }
+fail:
+  if (lcpl >= 0) H5Pclose(lcpl);
+  return rc;
+}
+
+int pai_config_read_h5(hid_t file, const char *path, pai_config *cfg) {
+  int rc = 0;
+  pai_config_defaults(cfg);
+  int version = 0;
+  PAI_CHECK(read_int_scalar(file, path, "format_version", &version));
+  if (version != 1) {
+    PAI_ERR("%s: format_version %d is not supported (this build reads 1)", path, version);
+    rc = PAI_ERR_INPUT;
+    goto fail;
+  }
+  PAI_CHECK(read_int_scalar(file, path, "num_blocks", &cfg->num_blocks));
+  PAI_CHECK(read_int_scalar(file, path, "model_dim", &cfg->model_dim));
+  PAI_CHECK(read_int_scalar(file, path, "kernel_size", &cfg->kernel_size));
+  PAI_CHECK(read_int_scalar(file, path, "shortcut_freq", &cfg->shortcut_freq));
+  PAI_CHECK(read_int_scalar(file, path, "input_length", &cfg->input_length));
+  PAI_CHECK(read_int_scalar(file, path, "output_length", &cfg->output_length));
+  PAI_CHECK(read_num_attr(file, path, "bn_epsilon", H5T_NATIVE_DOUBLE, &cfg->bn_epsilon, 1, NULL));
+  int64_t dims[PAI_MAX_HEADS];
+  PAI_CHECK(read_num_attr(file, path, "output_dims", H5T_NATIVE_INT64, dims, PAI_MAX_HEADS,
+                          &cfg->n_heads));
+  for (int j = 0; j < cfg->n_heads; j++)
+    cfg->output_dims[j] = dims[j] > 0 && dims[j] < 1000000 ? (int)dims[j] : 0;
+  if (H5Aexists(file, "head_names") > 0) {
+    PAI_CHECK(read_names_attr(file, path, "head_names", cfg->head_names, cfg->n_heads));
+  } else {
+    for (int j = 0; j < cfg->n_heads; j++)
+      snprintf(cfg->head_names[j], PAI_NAME_LEN, j == 0 ? "human" : "head_%d", j);
+  }
+fail:
   return rc;
 }
 
@@ -231,37 +304,10 @@ int pai_model_load(pai_model *m, const char *folder) {
     return PAI_ERR_INPUT;
   }
   pai_config cfg;
-  pai_config_defaults(&cfg);
-  int version = 0;
-  PAI_CHECK(read_int_scalar(file, path, "format_version", &version));
-  if (version != 1) {
-    PAI_ERR("%s: format_version %d is not supported (this build reads 1)", path, version);
-    rc = PAI_ERR_INPUT;
-    goto fail;
-  }
-  PAI_CHECK(read_int_scalar(file, path, "num_blocks", &cfg.num_blocks));
-  PAI_CHECK(read_int_scalar(file, path, "model_dim", &cfg.model_dim));
-  PAI_CHECK(read_int_scalar(file, path, "kernel_size", &cfg.kernel_size));
-  PAI_CHECK(read_int_scalar(file, path, "shortcut_freq", &cfg.shortcut_freq));
-  PAI_CHECK(read_int_scalar(file, path, "input_length", &cfg.input_length));
-  PAI_CHECK(read_int_scalar(file, path, "output_length", &cfg.output_length));
-  PAI_CHECK(read_num_attr(file, path, "bn_epsilon", H5T_NATIVE_DOUBLE, &cfg.bn_epsilon, 1, NULL));
-  int64_t dims[PAI_MAX_HEADS];
-  PAI_CHECK(read_num_attr(file, path, "output_dims", H5T_NATIVE_INT64, dims, PAI_MAX_HEADS,
-                          &cfg.n_heads));
-  for (int j = 0; j < cfg.n_heads; j++)
-    cfg.output_dims[j] = dims[j] > 0 && dims[j] < 1000000 ? (int)dims[j] : 0;
-  if (H5Aexists(file, "head_names") > 0) {
-    PAI_CHECK(read_names_attr(file, path, "head_names", cfg.head_names, cfg.n_heads));
-  } else {
-    for (int j = 0; j < cfg.n_heads; j++)
-      snprintf(cfg.head_names[j], PAI_NAME_LEN, j == 0 ? "human" : "head_%d", j);
-  }
+  PAI_CHECK(pai_config_read_h5(file, path, &cfg));
   PAI_CHECK(pai_config_check(&cfg, path));
   PAI_CHECK(pai_model_create(m, &cfg));
-  for (int t = 0; t < m->params.n_tensors; t++)
-    PAI_CHECK(read_tensor(file, path, &m->params.tensors[t],
-                          m->params.data + m->params.tensors[t].offset));
+  PAI_CHECK(pai_tensors_read(file, path, "", &m->params, m->params.data, 0));
   H5Fclose(file);
   return 0;
 fail:
@@ -272,7 +318,7 @@ fail:
 
 /* ---- writing ---------------------------------------------------------------------------------- */
 
-static int write_attrs(hid_t file, const char *path, const pai_config *c) {
+int pai_config_write_h5(hid_t file, const char *path, const pai_config *c) {
   int rc = 0;
   const struct { const char *name; int64_t v; } ints[] = {
       {"format_version", 1},           {"num_blocks", c->num_blocks},
@@ -298,7 +344,7 @@ fail:
 
 int pai_model_save(const pai_model *m, const char *folder) {
   int rc = 0;
-  hid_t file = -1, lcpl = -1;
+  hid_t file = -1;
   char path[PAI_PATH_LEN + 32], tmp[PAI_PATH_LEN + 64];
   pai_h5_quiet();
   PAI_TRY(pai_mkdir_p(folder));
@@ -306,21 +352,8 @@ int pai_model_save(const pai_model *m, const char *folder) {
   snprintf(tmp, sizeof tmp, "%s/.model.h5.tmp.%ld", folder, (long)getpid());
   H5_CHECK(file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
            "cannot create %s", tmp);
-  PAI_CHECK(write_attrs(file, tmp, &m->cfg));
-  H5_CHECK(lcpl = H5Pcreate(H5P_LINK_CREATE), "%s", tmp);
-  H5_CHECK(H5Pset_create_intermediate_group(lcpl, 1), "%s", tmp);
-  for (int i = 0; i < m->params.n_tensors; i++) {
-    const pai_tensor *t = &m->params.tensors[i];
-    hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
-    hid_t space = H5Screate_simple(t->cols > 0 ? 2 : 1, dims, NULL);
-    hid_t d = H5Dcreate2(file, t->path, H5T_IEEE_F32LE, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t w = d >= 0 ? H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                 m->params.data + t->offset)
-                      : -1;
-    if (d >= 0) H5Dclose(d);
-    H5Sclose(space);
-    H5_CHECK(w, "%s: cannot write dataset %s", tmp, t->path);
-  }
+  PAI_CHECK(pai_config_write_h5(file, tmp, &m->cfg));
+  PAI_CHECK(pai_tensors_write(file, tmp, "", &m->params, m->params.data, 0));
   H5_CHECK(H5Fclose(file), "cannot finish writing %s (disk full?)", tmp);
   file = -1;
   if (rename(tmp, path) != 0) {
@@ -328,10 +361,8 @@ int pai_model_save(const pai_model *m, const char *folder) {
     rc = PAI_ERR_IO;
     goto fail;
   }
-  H5Pclose(lcpl);
   return 0;
 fail:
-  if (lcpl >= 0) H5Pclose(lcpl);
   if (file >= 0) H5Fclose(file);
   unlink(tmp);
   return rc;

@@ -26,6 +26,24 @@ static inline uint16_t pai_f32_to_f16(float f) {
   return sign | (uint16_t)(a >> 13);
 }
 
+/* Exact float16 -> float32 (every float16 value is a float32 value). */
+static inline float pai_f16_to_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  uint32_t x;
+  if (e == 0x1fu) {
+    x = sign | 0x7f800000u | (m << 13);   /* inf, NaN */
+  } else if (e != 0) {
+    x = sign | ((e + 112u) << 23) | (m << 13);
+  } else {
+    const float f = (float)m * 0x1p-24f;   /* zero or subnormal: exact */
+    memcpy(&x, &f, sizeof x);
+    x |= sign;
+  }
+  float f;
+  memcpy(&f, &x, sizeof f);
+  return f;
+}
+
 /* 1 when the finite value f does not fit in float16 (would become infinity). */
 static inline int pai_f16_overflows(float f) { return isfinite(f) && fabsf(f) >= 65520.0f; }
 

@@ -21,6 +21,7 @@ static void add_tensor(pai_params *p, float **ptr, const char *path, int rows, i
   t->rows = rows;
   t->cols = cols;
   t->init = init;
+  t->trainable = init != PAI_INIT_STAT_ZERO && init != PAI_INIT_STAT_ONE;
   t->n_elems = (size_t)rows * (size_t)(cols > 0 ? cols : 1);
   t->offset = *offset;
   t->ptr = ptr;
@@ -114,8 +115,10 @@ void pai_params_init_random(pai_params *p, uint64_t seed) {
           w[e] = (float)(0.01 * z);
           break;
         }
-        case PAI_INIT_ZERO: w[e] = 0.0f; break;
-        case PAI_INIT_ONE: w[e] = 1.0f; break;
+        case PAI_INIT_ZERO:
+        case PAI_INIT_STAT_ZERO: w[e] = 0.0f; break;
+        case PAI_INIT_ONE:
+        case PAI_INIT_STAT_ONE: w[e] = 1.0f; break;
       }
     }
   }

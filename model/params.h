@@ -8,8 +8,10 @@
 
 #include "model/config.h"
 
-typedef enum { PAI_INIT_GLOROT, PAI_INIT_GLOROT_DW, PAI_INIT_TNORM, PAI_INIT_ZERO, PAI_INIT_ONE }
-    pai_init_kind;
+typedef enum {
+  PAI_INIT_GLOROT, PAI_INIT_GLOROT_DW, PAI_INIT_TNORM, PAI_INIT_ZERO, PAI_INIT_ONE,
+  PAI_INIT_STAT_ZERO, PAI_INIT_STAT_ONE   /* moving statistics: not trainable */
+} pai_init_kind;
 
 typedef struct {
 #define PAI_STEM_PARAM(field, path, rows, cols, init) float *field;
@@ -30,6 +32,7 @@ typedef struct {
   char path[PAI_NAME_LEN];  /* dataset path in model.h5, e.g. "/block_3/ffn1/kernel" */
   int rows, cols;           /* cols 0: a vector of rows */
   pai_init_kind init;
+  int trainable;            /* 0 for batch-norm moving statistics */
   size_t offset;            /* in floats from the buffer start */
   size_t n_elems;           /* rows * max(cols, 1) */
   float **ptr;              /* the struct member bound to this tensor */

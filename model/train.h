@@ -1,0 +1,65 @@
+/* train.h - one training step's loss and gradient on the CPU (REFERENCE.md section 5).
+ *
+ *   pai_trainer tr;
+ *   PAI_TRY(pai_trainer_init(&tr, &model.cfg, local_batch, &comm));
+ *   PAI_TRY(pai_trainer_grad(&tr, &model.params, codes, y, B, head, global_B, &grad, &loss));
+ *   ...optimizer step with grad...
+ *   pai_trainer_free(&tr);
+ *
+ * Training mode differs from inference (forward.h) in two ways that forbid its shortcuts:
+ * batch norm normalises with the statistics of the batch (all B x L rows of every rank, so every
+ * position is computed, not only those feeding the crop), and every activation the backward
+ * pass needs is kept: per block its input, the residual midpoint and the FFN hidden layer, about
+ * (2 D + 4 D) x B x L floats a block (pai_trainer_bytes).
+ *
+ * Replicas: each rank passes its own B sequences; batch-norm statistics and their backward sums
+ * go through comm (so all ranks normalise alike), the loss is divided by global_B, and the
+ * gradient is summed over the ranks before it is returned. One rank with B = global_B and R
+ * ranks with B = global_B / R give the same loss, gradient and moving statistics up to float
+ * rounding. Results are deterministic for a given rank count and thread count. */
+#ifndef PAI_TRAIN_H
+#define PAI_TRAIN_H
+
+#include <stdint.h>
+
+#include "model/arena.h"
+#include "model/model.h"
+#include "mpi/comm.h"
+
+#define PAI_BN_MOMENTUM 0.99   /* moving = momentum * moving + (1 - momentum) * batch */
+
+typedef struct {
+  pai_config cfg;
+  int max_batch;
+  pai_comm *comm;
+  int n_threads;          /* OpenMP threads the per-thread partials were sized for */
+  pai_arena arena;
+  float **act;            /* [N + 1]: layer_i, (B, L, D) */
+  float **mid;            /* [N]: m_i = layer_i + conv(BN1(layer_i)), (B, L, D) */
+  float **hid;            /* [N]: ReLU(BN2(m_i) W1 + b1), (B, L, 4D) */
+  float *stats;           /* [N][4][D]: mean1, inverse std1, mean2, inverse std2 */
+  float **head_relu;      /* [n_short]: ReLU(layer_s P + c) of the trained head, (B, O, T) */
+  float *pred, *dpred;    /* (B, O, T): head output and d loss / d output */
+  float *nb;              /* (B, L, D): BN output, recomputed in the backward pass */
+  float *da, *dg;         /* (B, L, D): gradient of the current layer; BN input gradient */
+  float *ds;              /* (B, L, 4D): FFN hidden gradient */
+  double *part;           /* per-thread partial sums: n_threads x (K + 2) x D */
+  double *sums;           /* 2 x max(D, ...) staging for the batch-norm sums */
+} pai_trainer;
+
+/* Bytes of activations and scratch pai_trainer_init allocates for max_batch local sequences. */
+size_t pai_trainer_bytes(const pai_config *cfg, int max_batch);
+
+int pai_trainer_init(pai_trainer *t, const pai_config *cfg, int max_batch, pai_comm *comm) PAI_WUR;
+void pai_trainer_free(pai_trainer *t);
+
+/* One step's forward and backward over this rank's B sequences (codes (B, L), base codes 0..4)
+ * with targets y (B, O, T_head) for head `head` (a batch holds one species). Batch-norm moving
+ * statistics in P are updated (momentum PAI_BN_MOMENTUM). grad (a pai_params of P's layout) is
+ * overwritten with d loss / d parameter summed over all ranks, zero for the other heads and the
+ * moving statistics; *loss is the global loss (every rank gets it):
+ *   loss = sum_b w_b mean_{o,t} (pred_bot - y_bot)^2 / global_B,  w_b = max one-hot of sample b. */
+int pai_trainer_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, const float *y, int B,
+                     int head, int global_B, pai_params *grad, double *loss) PAI_WUR;
+
+#endif

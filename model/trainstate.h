@@ -1,0 +1,38 @@
+/* trainstate.h - the full state of a training run, saved after every epoch and read by --resume.
+ *
+ * <model_folder>/train_state.h5 (docs/training.md): the model's hyper-parameter attributes as in
+ * model.h5, then attributes format_version, step (optimizer steps taken), epoch (epochs done),
+ * seed, batch_size, n_epochs, best_val_loss; datasets /params/<tensor> (every tensor, moving
+ * statistics included), /adam_m/<tensor> and /adam_v/<tensor> (trainable tensors) and /log
+ * float64 [epoch, 4] (loss, val_loss, lr, wd of each epoch done). The data order and the
+ * augmentation draws are functions of (seed, step) (loader.h), so this is everything a resumed run
+ * needs to continue bit for bit. Written to a temporary file and renamed into place. */
+#ifndef PAI_TRAINSTATE_H
+#define PAI_TRAINSTATE_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+
+typedef struct {
+  double loss, val_loss, lr, wd;
+} pai_epoch_log;
+
+typedef struct {
+  int64_t step;
+  int epoch;
+  int64_t seed;
+  int batch_size, n_epochs;
+  double best_val_loss;     /* INFINITY before the first validation */
+  pai_epoch_log *log;       /* [capacity n_epochs]; `epoch` rows used */
+} pai_progress;
+
+int pai_state_save(const char *path, const pai_model *m, const float *adam_m,
+                   const float *adam_v, const pai_progress *p) PAI_WUR;
+
+/* Reads a state: creates *m (free with pai_model_free) and allocates *adam_m, *adam_v (n_floats
+ * each) and p->log (max(n_epochs, epoch) rows). */
+int pai_state_load(const char *path, pai_model *m, float **adam_m, float **adam_v,
+                   pai_progress *p) PAI_WUR;
+
+#endif

@@ -1,0 +1,45 @@
+/* comm.h - the sums data-parallel training needs, behind one interface.
+ *
+ * Training sums two kinds of buffer across replicas: parameter gradients (float, one or a few
+ * large buffers per step) and batch-norm statistics (double, 2 x D per batch-norm layer, twice
+ * per layer and step). The trainer calls only these functions; the implementation is chosen
+ * once at start-up: MPI over host buffers here, NCCL over device buffers in the GPU backend.
+ *
+ *   pai_comm comm;
+ *   PAI_TRY(pai_comm_init_mpi(&comm, &dist));
+ *   PAI_TRY(pai_comm_sum_f32(&comm, grad, n));     in place: every rank gets the sum
+ *   pai_comm_free(&comm);
+ *
+ * Every rank must make the same calls in the same order with the same counts (collectives).
+ * A failure is returned, never aborted on; the caller agrees on it with pai_dist_agree. */
+#ifndef PAI_COMM_H
+#define PAI_COMM_H
+
+#include <stddef.h>
+
+#include "mpi/dist.h"
+
+typedef struct pai_comm pai_comm;
+struct pai_comm {
+  int rank, size;
+  const char *name;   /* "mpi", "nccl" */
+  int (*sum_f32)(pai_comm *c, float *buf, size_t n);
+  int (*sum_f64)(pai_comm *c, double *buf, size_t n);
+  void (*free)(pai_comm *c);
+  void *impl;
+};
+
+/* Sums over the ranks of d (all of MPI_COMM_WORLD); with one rank every sum is a no-op. */
+int pai_comm_init_mpi(pai_comm *c, const pai_dist *d) PAI_WUR;
+
+static inline int pai_comm_sum_f32(pai_comm *c, float *buf, size_t n) {
+  return c->size > 1 ? c->sum_f32(c, buf, n) : 0;
+}
+static inline int pai_comm_sum_f64(pai_comm *c, double *buf, size_t n) {
+  return c->size > 1 ? c->sum_f64(c, buf, n) : 0;
+}
+static inline void pai_comm_free(pai_comm *c) {
+  if (c->free) c->free(c);
+}
+
+#endif
