@@ -307,6 +307,11 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
              prog.epoch + 1, o->epochs);
   }
 
+  if (prog.epoch == 0 && prog.step == 0) {
+    PAI_CHECK(validate(d, &comm, &model, &sets[n_heads], local, slot[0].x, slot[0].y,
+                       slot[0].scratch, &prog.initial_val_loss));
+    if (d->rank == 0) PAI_INFO("initial val_loss %.6g", prog.initial_val_loss);
+  }
   const pai_adamw base = pai_adamw_defaults(o->learning_rate, o->weight_decay, o->clipnorm);
   for (int e = prog.epoch; e < o->epochs; e++) {
     const double factor = pai_schedule_factor(e, o->epochs);

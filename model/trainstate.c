@@ -27,6 +27,8 @@ int pai_state_save(const char *path, const pai_model *m, const float *adam_m,
   for (int i = 0; i < 6; i++) PAI_CHECK(pai_h5_write_i64(f, tmp, names[i], &ints[i], 1, 1));
   PAI_CHECK(pai_h5_write_attr(f, tmp, "best_val_loss", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                               &p->best_val_loss, 1, 1));
+  PAI_CHECK(pai_h5_write_attr(f, tmp, "initial_val_loss", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                              &p->initial_val_loss, 1, 1));
   PAI_CHECK(pai_tensors_write(f, tmp, "/params", &m->params, m->params.data, 0));
   PAI_CHECK(pai_tensors_write(f, tmp, "/adam_m", &m->params, adam_m, 1));
   PAI_CHECK(pai_tensors_write(f, tmp, "/adam_v", &m->params, adam_v, 1));
@@ -100,6 +102,9 @@ int pai_state_load(const char *path, pai_model *m, float **adam_m, float **adam_
   p->n_epochs = (int)v[5];
   H5_CHECK(a = H5Aopen(f, "best_val_loss", H5P_DEFAULT), "%s: no best_val_loss", path);
   H5_CHECK(H5Aread(a, H5T_NATIVE_DOUBLE, &p->best_val_loss), "%s: best_val_loss", path);
+  H5Aclose(a);
+  H5_CHECK(a = H5Aopen(f, "initial_val_loss", H5P_DEFAULT), "%s: no initial_val_loss", path);
+  H5_CHECK(H5Aread(a, H5T_NATIVE_DOUBLE, &p->initial_val_loss), "%s: initial_val_loss", path);
   PAI_CHECK(pai_model_create(m, &cfg));
   const size_t n = m->params.n_floats;
   *adam_m = calloc(n, sizeof(float));

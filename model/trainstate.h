@@ -2,7 +2,7 @@
  *
  * <model_folder>/train_state.h5 (docs/training.md): the model's hyper-parameter attributes as in
  * model.h5, then attributes format_version, step (optimizer steps taken), epoch (epochs done),
- * seed, batch_size, n_epochs, best_val_loss; datasets /params/<tensor> (every tensor, moving
+ * seed, batch_size, n_epochs, best_val_loss, initial_val_loss (of the untrained model); datasets /params/<tensor> (every tensor, moving
  * statistics included), /adam_m/<tensor> and /adam_v/<tensor> (trainable tensors) and /log
  * float64 [epoch, 4] (loss, val_loss, lr, wd of each epoch done). The data order and the
  * augmentation draws are functions of (seed, step) (loader.h), so this is everything a resumed run
@@ -24,6 +24,7 @@ typedef struct {
   int64_t seed;
   int batch_size, n_epochs;
   double best_val_loss;     /* INFINITY before the first validation */
+  double initial_val_loss;  /* validation loss of the initial weights */
   pai_epoch_log *log;       /* [capacity n_epochs]; `epoch` rows used */
 } pai_progress;
 

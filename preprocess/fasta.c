@@ -6,6 +6,7 @@
 #include <htslib/hts_log.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mpi/log.h"
@@ -20,6 +21,19 @@ int pai_fasta_open(pai_fasta **out, const char *path) {
   if (access(path, R_OK) != 0) {
     PAI_ERR("cannot read FASTA %s: %s", path, strerror(errno));
     return PAI_ERR_IO;
+  }
+  /* htslib trusts an existing index blindly: one older than its FASTA (the FASTA rewritten since)
+   * would give wrong sequence silently */
+  char index[PAI_PATH_LEN + 8];
+  snprintf(index, sizeof index, "%s.fai", path);
+  struct stat sf, si;
+  if (stat(path, &sf) == 0 && stat(index, &si) == 0 &&
+      (si.st_mtim.tv_sec < sf.st_mtim.tv_sec ||
+       (si.st_mtim.tv_sec == sf.st_mtim.tv_sec && si.st_mtim.tv_nsec < sf.st_mtim.tv_nsec))) {
+    PAI_ERR("FASTA index %s is older than %s (the FASTA changed since it was indexed): delete "
+            "the index, it is rebuilt on the next run",
+            index, path);
+    return PAI_ERR_INPUT;
   }
   pai_fasta *fa = calloc(1, sizeof *fa);
   if (!fa) return PAI_ERR_NOMEM;

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <bigWig.h>
 
@@ -289,6 +290,8 @@ int main(int argc, char **argv) {
   if (fclose(f) != 0) return 1;
   qsort(inst, (size_t)n_inst, sizeof *inst, by_pos);
 
+  snprintf(path, sizeof path, "%s/genome.fa.fai", out);
+  unlink(path);   /* an index of an earlier genome.fa here would no longer match */
   snprintf(path, sizeof path, "%s/genome.fa", out);
   f = fopen(path, "w");
   if (!f) return 1;
