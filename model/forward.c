@@ -126,6 +126,10 @@ static void heads_at_layer(const pai_infer *inf, const float *xb, int b, int lay
   const pai_config *c = &inf->model->cfg;
   if (layer == 0 || (c->num_blocks - layer) % c->shortcut_freq != 0) return;
   const int k = (c->num_blocks - layer) / c->shortcut_freq;
+  if (inf->taps)
+    memcpy(inf->taps[k] + (size_t)b * c->output_length * c->model_dim,
+           xb + (size_t)pai_crop(c) * c->model_dim,
+           (size_t)c->output_length * c->model_dim * sizeof(float));
   for (int j = 0; j < c->n_heads; j++) {
     if (!(inf->heads_mask & PAI_HEAD(j))) continue;
     const int T = c->output_dims[j];

@@ -39,6 +39,9 @@ typedef struct {
   float *x, *m;              /* (max_batch, L, D) each: layer_i and layer_{i+1} */
   float *gin, *t;            /* (chunk, D), (chunk, 4D): FFN scratch */
   float *head_tmp;           /* (O, max T) */
+  float **taps;              /* NULL, or [n_shortcuts] caller buffers (max_batch, O, D): the
+                              * cropped rows of each shortcut layer (k = 0 is layer N) are copied
+                              * there by pai_infer_forward, for head-only fine-tuning */
 } pai_infer;
 
 int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsigned heads_mask,

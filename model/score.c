@@ -109,6 +109,14 @@ static int prepare_variant(pai_fasta *fa, const pai_variant *v, int L, char *ref
   return 0;
 }
 
+int pai_variant_codes(pai_fasta *fa, const pai_variant *v, int L, char *ref_win, char *alt_win,
+                      uint8_t *codes, const char **why) {
+  outcome o = SCORED;
+  PAI_TRY(prepare_variant(fa, v, L, ref_win, alt_win, codes, &o));
+  *why = o == SCORED ? NULL : outcome_text[o];
+  return 0;
+}
+
 static void batch_free(batch_buf *b) {
   if (b->rows)
     for (int i = 0; i < b->cap; i++) pai_variant_free(&b->rows[i]);

@@ -13,6 +13,8 @@
 
 #include "model/backend.h"
 #include "model/pai.h"
+#include "model/vartable.h"
+#include "preprocess/fasta.h"
 
 typedef struct {
   const char *model_folder, *var_file, *fasta_file;
@@ -29,6 +31,11 @@ int pai_score_run(const pai_score_opts *o) PAI_WUR;
  * published pathlib semantics: "runs/vars.tsv" + "models/hg38/" -> "runs/vars.hg38.tsv". */
 void pai_score_output_path(const char *var_file, const char *model_folder, char *out,
                            size_t out_len);
+
+/* The twin sequences of v as above: codes (2, L), ref then alt, strand applied; ref_win and
+ * alt_win are (L) scratch. *why is NULL when v can be scored, else the reason it cannot. */
+int pai_variant_codes(pai_fasta *fa, const pai_variant *v, int L, char *ref_win, char *alt_win,
+                      uint8_t *codes, const char **why) PAI_WUR;
 
 /* score = tanh(round(raw, 4)): numpy's round (half to even at the 4th decimal). */
 double pai_score_from_raw(double raw);

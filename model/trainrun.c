@@ -104,27 +104,6 @@ static int validate(const pai_dist *d, pai_comm *comm, const pai_model *model, p
 
 /* ---- the run ----------------------------------------------------------------------------------- */
 
-static int write_logs_csv(const char *folder, const pai_progress *p) {
-  char path[PAI_PATH_LEN + 16], tmp[PAI_PATH_LEN + 32];
-  snprintf(path, sizeof path, "%s/logs.csv", folder);
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    PAI_ERR("cannot write %s: %s", tmp, strerror(errno));
-    return PAI_ERR_IO;
-  }
-  fprintf(f, "epoch,loss,val_loss,lr,wd\n");
-  for (int e = 0; e < p->epoch; e++)
-    fprintf(f, "%d,%.9g,%.9g,%.9g,%.9g\n", e, p->log[e].loss, p->log[e].val_loss, p->log[e].lr,
-            p->log[e].wd);
-  if (fclose(f) != 0 || rename(tmp, path) != 0) {
-    PAI_ERR("cannot write %s: %s", path, strerror(errno));
-    unlink(tmp);
-    return PAI_ERR_IO;
-  }
-  return 0;
-}
-
 static void default_chroms(pai_str_list *l, int first, int last) {
   l->n = 0;
   for (int i = first; i <= last; i++) snprintf(l->v[l->n++], PAI_NAME_LEN, "chr%d", i);
@@ -362,7 +341,7 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
       wrc = pai_mkdir_p(o->model_folder);
       if (wrc == 0 && best) wrc = pai_model_save(&model, o->model_folder);
       if (wrc == 0) wrc = pai_state_save(state_path, &model, adam_m, adam_v, &prog);
-      if (wrc == 0) wrc = write_logs_csv(o->model_folder, &prog);
+      if (wrc == 0) wrc = pai_logs_csv_write(o->model_folder, &prog);
       PAI_INFO("epoch %d/%d: loss %.6g, val_loss %.6g, lr %.3g, wd %.3g, %.1f s%s", e + 1,
                o->epochs, prog.log[e].loss, val_loss, opt.lr, opt.wd, pai_now_s() - t_epoch,
                best ? " (best so far: model.h5 saved)" : "");

@@ -145,3 +145,24 @@ fail:
   }
   return rc;
 }
+
+int pai_logs_csv_write(const char *folder, const pai_progress *p) {
+  char path[PAI_PATH_LEN + 16], tmp[PAI_PATH_LEN + 32];
+  snprintf(path, sizeof path, "%s/logs.csv", folder);
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (!f) {
+    PAI_ERR("cannot write %s: %s", tmp, strerror(errno));
+    return PAI_ERR_IO;
+  }
+  fprintf(f, "epoch,loss,val_loss,lr,wd\n");
+  for (int e = 0; e < p->epoch; e++)
+    fprintf(f, "%d,%.9g,%.9g,%.9g,%.9g\n", e, p->log[e].loss, p->log[e].val_loss, p->log[e].lr,
+            p->log[e].wd);
+  if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    PAI_ERR("cannot write %s: %s", path, strerror(errno));
+    unlink(tmp);
+    return PAI_ERR_IO;
+  }
+  return 0;
+}

@@ -36,4 +36,8 @@ int pai_state_save(const char *path, const pai_model *m, const float *adam_m,
 int pai_state_load(const char *path, pai_model *m, float **adam_m, float **adam_v,
                    pai_progress *p) PAI_WUR;
 
+/* folder/logs.csv: header epoch,loss,val_loss,lr,wd and one row per epoch done (0-based),
+ * rewritten whole (temporary file + rename). */
+int pai_logs_csv_write(const char *folder, const pai_progress *p) PAI_WUR;
+
 #endif
