@@ -17,9 +17,9 @@ void stem_forward_cpu(float *y, const uint8_t *codes, const float *w, const floa
     int code = codes[p];
     if (code < 4) {
       const float *wr = w + (size_t)code * D;
-      for (int c = 0; c < D; c++) yp[c] = fmaxf(wr[c] + b[c], 0.0f);
+      for (int c = 0; c < D; c++) yp[c] = pai_relu(wr[c] + b[c]);
     } else {
-      for (int c = 0; c < D; c++) yp[c] = fmaxf(b[c], 0.0f);
+      for (int c = 0; c < D; c++) yp[c] = pai_relu(b[c]);
     }
   }
 }
@@ -87,7 +87,7 @@ void ffn_res_forward_cpu(float *m, const float *scale2, const float *shift2, con
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
       float *tr = t + (size_t)r * F;
-      for (int f = 0; f < F; f++) tr[f] = fmaxf(tr[f] + b1[f], 0.0f);
+      for (int f = 0; f < F; f++) tr[f] = pai_relu(tr[f] + b1[f]);
       float *mrow = mr + (size_t)r * D;   /* gin holds BN2(m): m itself may now change */
       for (int c = 0; c < D; c++) mrow[c] += b2[c];
     }
@@ -102,5 +102,5 @@ void head_accumulate_cpu(float *out, const float *x, const float *p, const float
               p, T, 0.0f, tmp, T);
 #pragma omp parallel for schedule(static)
   for (int o = 0; o < O; o++)
-    for (int j = 0; j < T; j++) out[(size_t)o * T + j] += fmaxf(tmp[(size_t)o * T + j] + c[j], 0.0f);
+    for (int j = 0; j < T; j++) out[(size_t)o * T + j] += pai_relu(tmp[(size_t)o * T + j] + c[j]);
 }

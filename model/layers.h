@@ -12,6 +12,10 @@
 
 /* Base codes: 0=A 1=C 2=G 3=T 4=other (the one-hot row of code 4 is all zero). */
 
+/* max(v, 0) as a comparison, which the compiler vectorises (fmaxf is a library call without
+ * -ffinite-math-only); NaN gives 0 either way. */
+static inline float pai_relu(float v) { return v > 0.0f ? v : 0.0f; }
+
 /* y[p] = ReLU(onehot(codes[p]) W + b) for p in [lo, hi).  W: (4, D)  b: (D)  y: (L, D) */
 void stem_forward_cpu(float *y, const uint8_t *codes, const float *w, const float *b, int D,
                       int lo, int hi);

@@ -325,7 +325,7 @@ static void head_forward(pai_trainer *t, const pai_params *P, int head, int k, i
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < O; o++)
       for (int j = 0; j < T; j++) {
-        float v = fmaxf(hr[(size_t)o * T + j] + pp->bias[j], 0.0f);
+        float v = pai_relu(hr[(size_t)o * T + j] + pp->bias[j]);
         hr[(size_t)o * T + j] = v;
         pr[(size_t)o * T + j] += v;
       }
@@ -398,7 +398,7 @@ int pai_trainer_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, const 
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++) {
       float *ur = u + r * F;
-      for (int f = 0; f < F; f++) ur[f] = fmaxf(ur[f] + bp->ffn1_bias[f], 0.0f);
+      for (int f = 0; f < F; f++) ur[f] = pai_relu(ur[f] + bp->ffn1_bias[f]);
       const float *mr = m + r * D;
       float *orow = out + r * D;
       for (int e = 0; e < D; e++) orow[e] = mr[e] + bp->ffn2_bias[e];
@@ -447,9 +447,9 @@ int pai_trainer_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, const 
                 1.0f, gb->ffn2_kernel, D);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, F, D, 1.0f, t->da, D,
                 bp->ffn2_kernel, D, 0.0f, t->ds, F);
+    float *ds = t->ds;   /* a local pointer: the loop vectorises (no reload through t) */
 #pragma omp parallel for schedule(static)
-    for (size_t e = 0; e < rows * F; e++)
-      if (u[e] <= 0.0f) t->ds[e] = 0.0f;
+    for (size_t e = 0; e < rows * F; e++) ds[e] = u[e] > 0.0f ? ds[e] : 0.0f;
     colsum_add(t, t->ds, rows, F, gb->ffn1_bias);
     bn_apply(t->nb, m, rows, D, st + 2 * D, st + 3 * D, bp->bn2_gamma, bp->bn2_beta);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, F, (int)rows, 1.0f, t->nb, D, t->ds,
