@@ -81,3 +81,14 @@ hid_t pai_h5_f16_type(void) {
   }
   return t;
 }
+
+int pai_h5_read_i64(hid_t loc, const char *path, const char *name, int64_t *v, const char *what) {
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  herr_t r = a >= 0 ? H5Aread(a, H5T_NATIVE_INT64, v) : -1;
+  if (a >= 0) H5Aclose(a);
+  if (r < 0) {
+    PAI_ERR("%s: missing or unreadable attribute %s (not %s?)", path, name, what);
+    return PAI_ERR_INPUT;
+  }
+  return 0;
+}

@@ -36,6 +36,10 @@ int pai_h5_write_i64(hid_t loc, const char *path, const char *name, const int64_
 /* Attribute of n strings (scalar = 1: one scalar string). */
 int pai_h5_write_strs(hid_t loc, const char *path, const char *name, const char *const *s,
                       int n, int scalar) PAI_WUR;
+/* Reads a scalar integer attribute as int64; a missing or unreadable one is an error naming the
+ * file, the attribute and `what` the file should have been (e.g. "a ppreprocess shard"). */
+int pai_h5_read_i64(hid_t loc, const char *path, const char *name, int64_t *v,
+                    const char *what) PAI_WUR;
 /* Reads a scalar string attribute (fixed or variable length) into out; PAI_ERR_INPUT when it
  * is missing or not a string. Quiet: the caller decides whether that is an error. */
 int pai_h5_read_str(hid_t loc, const char *name, char *out, size_t out_len) PAI_WUR;

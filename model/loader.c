@@ -19,17 +19,6 @@
 
 /* ---- datasets --------------------------------------------------------------------------------- */
 
-static int read_i64_attr(hid_t loc, const char *path, const char *name, int64_t *v) {
-  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-  herr_t r = a >= 0 ? H5Aread(a, H5T_NATIVE_INT64, v) : -1;
-  if (a >= 0) H5Aclose(a);
-  if (r < 0) {
-    PAI_ERR("%s: missing or unreadable attribute %s (not a ppreprocess shard?)", path, name);
-    return PAI_ERR_INPUT;
-  }
-  return 0;
-}
-
 /* Opens one shard and checks it against the manifest row and the dataset's shapes so far. */
 static int open_shard(pai_dataset *ds, pai_shard_ref *sh) {
   int rc = 0;
@@ -42,9 +31,10 @@ static int open_shard(pai_dataset *ds, pai_shard_ref *sh) {
   }
   H5_CHECK(sh->file = H5Fopen(sh->path, H5F_ACC_RDONLY, H5P_DEFAULT),
            "%s: cannot open (truncated or damaged?)", sh->path);
-  PAI_CHECK(read_i64_attr(sh->file, sh->path, "input_length", &in_len));
-  PAI_CHECK(read_i64_attr(sh->file, sh->path, "output_length", &out_len));
-  PAI_CHECK(read_i64_attr(sh->file, sh->path, "n_tracks", &n_tracks));
+  const char *what = "a ppreprocess shard";
+  PAI_CHECK(pai_h5_read_i64(sh->file, sh->path, "input_length", &in_len, what));
+  PAI_CHECK(pai_h5_read_i64(sh->file, sh->path, "output_length", &out_len, what));
+  PAI_CHECK(pai_h5_read_i64(sh->file, sh->path, "n_tracks", &n_tracks, what));
   H5_CHECK(sh->x = H5Dopen2(sh->file, "/x", H5P_DEFAULT), "%s: no dataset /x", sh->path);
   H5_CHECK(sh->y = H5Dopen2(sh->file, "/y", H5P_DEFAULT), "%s: no dataset /y", sh->path);
   H5_CHECK(space = H5Dget_space(sh->x), "%s: /x", sh->path);

@@ -57,17 +57,6 @@ fail:
   return rc;
 }
 
-static int read_i64(hid_t f, const char *path, const char *name, int64_t *v) {
-  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-  herr_t r = a >= 0 ? H5Aread(a, H5T_NATIVE_INT64, v) : -1;
-  if (a >= 0) H5Aclose(a);
-  if (r < 0) {
-    PAI_ERR("%s: missing or unreadable attribute %s (not a training state?)", path, name);
-    return PAI_ERR_INPUT;
-  }
-  return 0;
-}
-
 int pai_state_load(const char *path, pai_model *m, float **adam_m, float **adam_v,
                    pai_progress *p) {
   int rc = 0;
@@ -86,7 +75,8 @@ int pai_state_load(const char *path, pai_model *m, float **adam_m, float **adam_
   PAI_CHECK(pai_config_check(&cfg, path));
   int64_t v[6];
   const char *names[] = {"state_version", "step", "epoch", "seed", "batch_size", "n_epochs"};
-  for (int i = 0; i < 6; i++) PAI_CHECK(read_i64(f, path, names[i], &v[i]));
+  for (int i = 0; i < 6; i++)
+    PAI_CHECK(pai_h5_read_i64(f, path, names[i], &v[i], "a training state"));
   if (v[0] != 1 || v[1] < 0 || v[2] < 0 || v[4] < 1 || v[5] < 1) {
     PAI_ERR("%s: state_version %lld, step %lld, epoch %lld, batch_size %lld, n_epochs %lld: not "
             "a state this build reads",

@@ -3,13 +3,12 @@
  *       --batch_size 8
  * writes M_finetune/ (model.h5, logs.csv, train_state.h5).
  * Exit status, the same on every rank: 0 success, 1 bad input or I/O failure, 2 usage error. */
-#include <fcntl.h>
 #include <stdio.h>
-#include <unistd.h>
 
 #include "model/backend.h"
 #include "model/options.h"
 #include "model/finetune.h"
+#include "mpi/cli.h"
 #include "mpi/dist.h"
 #include "mpi/log.h"
 
@@ -41,27 +40,11 @@ int main(int argc, char **argv) {
       {"threads", PAI_OPT_INT, &threads, "CPU threads per rank (default: OMP_NUM_THREADS)", 0, 0},
       {"quiet", PAI_OPT_FLAG, &quiet, "no progress lines (warnings and errors still print)", 0, 0},
   };
-  int saved_stdout = -1;
-  if (d.rank != 0) {   /* only rank 0 prints help and usage errors */
-    pai_log_set_mute(1);
-    fflush(stdout);
-    saved_stdout = dup(STDOUT_FILENO);
-    int devnull = open("/dev/null", O_WRONLY);
-    if (devnull >= 0) dup2(devnull, STDOUT_FILENO), close(devnull);
-  }
-  int rc = pai_opts_parse(opts, sizeof opts / sizeof opts[0], "pfinetune", "pfinetune",
-                          "Fine-tunes head 0's projections on expression-outlier variants "
-                          "(REFERENCE.md section 5);\nthe backbone stays frozen.",
-                          argc, argv);
-  if (saved_stdout >= 0) {
-    fflush(stdout);
-    dup2(saved_stdout, STDOUT_FILENO);
-    close(saved_stdout);
-  }
-  pai_log_set_mute(0);
+  int rc = pai_opts_parse_ranks(&d, opts, sizeof opts / sizeof opts[0], "pfinetune",
+                                "Fine-tunes head 0's projections on expression-outlier variants "
+                                "(REFERENCE.md section 5);\nthe backbone stays frozen.",
+                                argc, argv);
   pai_log_set_quiet(quiet);
-  const int agreed = pai_dist_agree(&d, rc < 0 ? rc : 0);
-  if (agreed < 0) rc = agreed;
   if (rc == 0) {
     pai_set_threads(threads);
     pai_finetune_opts o = {.model_folder = model_folder, .var_file = var_file,

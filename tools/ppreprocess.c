@@ -2,12 +2,11 @@
  *   mpirun -np R ppreprocess --h5_folder OUT --tss_file T --fasta_file F --bigwig_files B \
  *       --input_length 32768 --output_length 16384 [--chrom chr1 ...]
  * Exit status, the same on every rank: 0 success, 1 bad input or I/O failure, 2 usage error. */
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "model/options.h"
+#include "mpi/cli.h"
 #include "mpi/dist.h"
 #include "mpi/log.h"
 #include "preprocess/preprocess.h"
@@ -34,31 +33,11 @@ int main(int argc, char **argv) {
       {"force", PAI_OPT_FLAG, &force, "rebuild every shard, even those up to date", 0, 0},
       {"quiet", PAI_OPT_FLAG, &quiet, "no progress lines (warnings and errors still print)", 0, 0},
   };
-  /* Every rank parses the same arguments; only rank 0 prints help and usage errors (the other
-   * ranks' stdout is parked on /dev/null meanwhile, and their log muted). */
-  int saved_stdout = -1;
-  if (d.rank != 0) {
-    pai_log_set_mute(1);
-    fflush(stdout);
-    saved_stdout = dup(STDOUT_FILENO);
-    int devnull = open("/dev/null", O_WRONLY);
-    if (devnull >= 0) dup2(devnull, STDOUT_FILENO), close(devnull);
-  }
-  int rc = pai_opts_parse(opts, sizeof opts / sizeof opts[0], "ppreprocess", "ppreprocess",
-                          "Builds HDF5 training shards, one sample per TSS, chromosomes split "
-                          "across MPI ranks;\nrank 0 writes OUT/manifest.tsv.",
-                          argc, argv);
-  if (saved_stdout >= 0) {
-    fflush(stdout);
-    dup2(saved_stdout, STDOUT_FILENO);
-    close(saved_stdout);
-  }
-  pai_log_set_mute(0);
+  int rc = pai_opts_parse_ranks(&d, opts, sizeof opts / sizeof opts[0], "ppreprocess",
+                                "Builds HDF5 training shards, one sample per TSS, chromosomes split "
+                                "across MPI ranks;\nrank 0 writes OUT/manifest.tsv.",
+                                argc, argv);
   pai_log_set_quiet(quiet);
-  /* ranks could disagree (a --config readable on some nodes only): agree before going on */
-  const int agreed = pai_dist_agree(&d, rc < 0 ? rc : 0);
-  if (agreed < 0 && rc >= 0) PAI_ERR("the command line failed on another rank (see rank 0)");
-  if (agreed < 0) rc = agreed;
   if (rc == 0) {
     pai_prep_opts o = {.h5_folder = h5_folder, .tss_file = tss_file, .fasta_file = fasta_file,
                        .bigwig_files = bigwig_files, .input_length = input_length,

@@ -2,13 +2,12 @@
  *   mpirun -np R ptrain --model_folder M --h5_human_folder H [--h5_nonhuman_folders F ...] \
  *       --input_length 20480 --output_length 4096 --num_blocks 24 --model_dim 1024 --batch_size 32
  * Exit status, the same on every rank: 0 success, 1 bad input or I/O failure, 2 usage error. */
-#include <fcntl.h>
 #include <stdio.h>
-#include <unistd.h>
 
 #include "model/backend.h"
 #include "model/options.h"
 #include "model/trainrun.h"
+#include "mpi/cli.h"
 #include "mpi/dist.h"
 #include "mpi/log.h"
 
@@ -45,27 +44,11 @@ int main(int argc, char **argv) {
       {"threads", PAI_OPT_INT, &threads, "CPU threads per rank (default: OMP_NUM_THREADS)", 0, 0},
       {"quiet", PAI_OPT_FLAG, &quiet, "no progress lines (warnings and errors still print)", 0, 0},
   };
-  int saved_stdout = -1;
-  if (d.rank != 0) {   /* only rank 0 prints help and usage errors */
-    pai_log_set_mute(1);
-    fflush(stdout);
-    saved_stdout = dup(STDOUT_FILENO);
-    int devnull = open("/dev/null", O_WRONLY);
-    if (devnull >= 0) dup2(devnull, STDOUT_FILENO), close(devnull);
-  }
-  int rc = pai_opts_parse(opts, sizeof opts / sizeof opts[0], "ptrain", "ptrain",
-                          "Trains a PromoterAI model on ppreprocess shards (REFERENCE.md section "
-                          "5), data-parallel over MPI ranks.",
-                          argc, argv);
-  if (saved_stdout >= 0) {
-    fflush(stdout);
-    dup2(saved_stdout, STDOUT_FILENO);
-    close(saved_stdout);
-  }
-  pai_log_set_mute(0);
+  int rc = pai_opts_parse_ranks(&d, opts, sizeof opts / sizeof opts[0], "ptrain",
+                                "Trains a PromoterAI model on ppreprocess shards (REFERENCE.md section "
+                                "5), data-parallel over MPI ranks.",
+                                argc, argv);
   pai_log_set_quiet(quiet);
-  const int agreed = pai_dist_agree(&d, rc < 0 ? rc : 0);
-  if (agreed < 0) rc = agreed;
   if (rc == 0) {
     pai_set_threads(threads);
     pai_train_opts o = {.model_folder = model_folder, .h5_human_folder = human,
