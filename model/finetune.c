@@ -140,12 +140,6 @@ static int read_rows(const char *path, pai_tsv *t, ft_row **rows_out, int *n_row
     x->z = num[C_Z];
     keep[r] = num[C_IN_CDS] == 0 && num[C_SPLICEAI] < 0.05;
     flag[r] = keep[r] && (num[C_P_UNDER] < 0.01 || num[C_P_OVER] < 0.01);
-    if (keep[r] && !isfinite(x->z)) {
-      PAI_ERR("%s:%ld: field 'z': '%s' is not a finite number", path, x->lineno,
-              pai_tsv_get(t, r, col[C_Z]));
-      rc = PAI_ERR_INPUT;
-      goto done;
-    }
     if (keep[r]) sorted[n_keep++] = x;
   }
   /* genes with at least one outlier row among the kept rows */
@@ -157,8 +151,15 @@ static int read_rows(const char *path, pai_tsv *t, ft_row **rows_out, int *n_row
       any |= flag[sorted[j] - rows];
     for (int k = i; any && k < j; k++) {
       const char *c = sorted[k]->v.chrom;
-      if (is_train_chrom(c)) (*train)[(*n_train)++] = sorted[k];
-      else if (!strcmp(c, "chr21") || !strcmp(c, "chr22")) (*val)[(*n_val)++] = sorted[k];
+      const int tr = is_train_chrom(c), va = !strcmp(c, "chr21") || !strcmp(c, "chr22");
+      if ((tr || va) && !isfinite(sorted[k]->z)) {   /* only rows that are used need a z */
+        PAI_ERR("%s:%ld: field 'z' is not a finite number on a row used for %s", path,
+                sorted[k]->lineno, tr ? "training" : "validation");
+        rc = PAI_ERR_INPUT;
+        goto done;
+      }
+      if (tr) (*train)[(*n_train)++] = sorted[k];
+      else if (va) (*val)[(*n_val)++] = sorted[k];
     }
     i = j;
   }
@@ -306,7 +307,11 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
   }
   const int local = o->batch_size / d->size;
   struct stat st;
-  if (rc == 0 && !o->resume && stat(state_path, &st) == 0) {
+  if (rc == 0 && o->resume && stat(state_path, &st) != 0) {
+    PAI_ERR("--resume: %s has no train_state.h5 (nothing to resume; drop --resume to start)",
+            out_folder);
+    rc = PAI_ERR_USAGE;
+  } else if (rc == 0 && !o->resume && stat(state_path, &st) == 0) {
     PAI_ERR("%s already holds a fine-tuning run (train_state.h5): pass --resume to continue it",
             out_folder);
     rc = PAI_ERR_USAGE;

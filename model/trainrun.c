@@ -141,11 +141,24 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
   } else if (o->epochs < 1 || o->log_every < 1 || o->steps_per_epoch < 0) {
     PAI_ERR("--epochs and --log_every must be >= 1, --steps_per_epoch >= 0");
     rc = PAI_ERR_USAGE;
+  } else if (o->num_blocks < 1 || o->input_length % 2 || o->output_length % 2 ||
+             o->input_length < o->output_length + 2 * pai_receptive_radius(o->num_blocks)) {
+    /* REFERENCE.md 2.4: the kept outputs must see real input only, never the padding */
+    PAI_ERR("--input_length %d must be even and at least --output_length %d (even) + 2 x the "
+            "receptive radius of %d blocks (%d) = %d",
+            o->input_length, o->output_length, o->num_blocks,
+            pai_receptive_radius(o->num_blocks > 0 ? o->num_blocks : 1),
+            o->output_length + 2 * pai_receptive_radius(o->num_blocks > 0 ? o->num_blocks : 1));
+    rc = PAI_ERR_USAGE;
   }
   const int local = o->batch_size / (d->size > 0 ? d->size : 1);
   struct stat st;
   const int state_exists = stat(state_path, &st) == 0;
-  if (rc == 0 && o->resume) {
+  if (rc == 0 && o->resume && !state_exists) {
+    PAI_ERR("--resume: %s has no train_state.h5 (nothing to resume; drop --resume to start)",
+            o->model_folder);
+    rc = PAI_ERR_USAGE;
+  } else if (rc == 0 && o->resume) {
     rc = pai_state_load(state_path, &model, &adam_m, &adam_v, &prog);
     if (rc == 0 && (prog.batch_size != o->batch_size || prog.seed != o->seed)) {
       PAI_ERR("%s was trained with --batch_size %d --seed %lld; resume with the same values "
