@@ -462,21 +462,11 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
     if (rc < 0) break;
     double val_loss = NAN;
     if ((rc = evaluate(d, &comm, &c, val, n_val, &val_loss)) < 0) break;
-    prog.log[e] = (pai_epoch_log){.loss = loss_sum / (double)spe, .val_loss = val_loss,
-                                  .lr = opt.lr, .wd = opt.wd};
-    prog.epoch = e + 1;
-    const int best = val_loss < prog.best_val_loss;
-    if (best) prog.best_val_loss = val_loss;
-    int wrc = 0;
-    if (d->rank == 0) {
-      wrc = pai_mkdir_p(out_folder);
-      if (wrc == 0 && best) wrc = pai_model_save(&c.model, out_folder);
-      if (wrc == 0) wrc = pai_state_save(state_path, &c.model, adam_m, adam_v, &prog);
-      if (wrc == 0) wrc = pai_logs_csv_write(out_folder, &prog);
-      PAI_INFO("epoch %d/%d: loss %.6g, val_loss %.6g, lr %.3g, wd %.3g, %.1f s%s", e + 1,
-               o->epochs, prog.log[e].loss, val_loss, opt.lr, opt.wd, pai_now_s() - t0,
-               best ? " (best so far: model.h5 saved)" : "");
-    }
+    const pai_epoch_log row = {.loss = loss_sum / (double)spe, .val_loss = val_loss,
+                               .lr = opt.lr, .wd = opt.wd};
+    const int wrc = d->rank == 0 ? pai_epoch_save(out_folder, state_path, &c.model, adam_m,
+                                                  adam_v, &prog, &row, pai_now_s() - t0)
+                                 : (pai_epoch_record(&prog, &row), 0);
     rc = pai_dist_agree(d, wrc);
     if (rc == 0 && o->stop_after > 0 && prog.epoch >= o->stop_after && prog.epoch < o->epochs) {
       if (d->rank == 0) PAI_INFO("stopping after epoch %d as asked; continue with --resume", prog.epoch);

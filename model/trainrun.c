@@ -344,21 +344,11 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
     double val_loss = NAN;
     PAI_CHECK(validate(d, &comm, &model, &sets[n_heads], local, slot[0].x, slot[0].y,
                        slot[0].scratch, &val_loss));
-    prog.log[e] = (pai_epoch_log){.loss = loss_sum / (double)spe, .val_loss = val_loss,
-                                  .lr = opt.lr, .wd = opt.wd};
-    prog.epoch = e + 1;
-    const int best = val_loss < prog.best_val_loss;
-    if (best) prog.best_val_loss = val_loss;
-    int wrc = 0;
-    if (d->rank == 0) {
-      wrc = pai_mkdir_p(o->model_folder);
-      if (wrc == 0 && best) wrc = pai_model_save(&model, o->model_folder);
-      if (wrc == 0) wrc = pai_state_save(state_path, &model, adam_m, adam_v, &prog);
-      if (wrc == 0) wrc = pai_logs_csv_write(o->model_folder, &prog);
-      PAI_INFO("epoch %d/%d: loss %.6g, val_loss %.6g, lr %.3g, wd %.3g, %.1f s%s", e + 1,
-               o->epochs, prog.log[e].loss, val_loss, opt.lr, opt.wd, pai_now_s() - t_epoch,
-               best ? " (best so far: model.h5 saved)" : "");
-    }
+    const pai_epoch_log row = {.loss = loss_sum / (double)spe, .val_loss = val_loss,
+                               .lr = opt.lr, .wd = opt.wd};
+    const int wrc = d->rank == 0 ? pai_epoch_save(o->model_folder, state_path, &model, adam_m,
+                                                  adam_v, &prog, &row, pai_now_s() - t_epoch)
+                                 : (pai_epoch_record(&prog, &row), 0);
     rc = pai_dist_agree(d, wrc);
     if (rc < 0) goto done;
     if (o->stop_after > 0 && prog.epoch >= o->stop_after && prog.epoch < o->epochs) {

@@ -156,3 +156,24 @@ int pai_logs_csv_write(const char *folder, const pai_progress *p) {
   }
   return 0;
 }
+
+int pai_epoch_record(pai_progress *p, const pai_epoch_log *row) {
+  p->log[p->epoch++] = *row;
+  const int best = row->val_loss < p->best_val_loss;
+  if (best) p->best_val_loss = row->val_loss;
+  return best;
+}
+
+int pai_epoch_save(const char *folder, const char *state_path, const pai_model *m,
+                   const float *adam_m, const float *adam_v, pai_progress *p,
+                   const pai_epoch_log *row, double seconds) {
+  const int best = pai_epoch_record(p, row);
+  PAI_TRY(pai_mkdir_p(folder));
+  if (best) PAI_TRY(pai_model_save(m, folder));
+  PAI_TRY(pai_state_save(state_path, m, adam_m, adam_v, p));
+  PAI_TRY(pai_logs_csv_write(folder, p));
+  PAI_INFO("epoch %d/%d: loss %.6g, val_loss %.6g, lr %.3g, wd %.3g, %.1f s%s", p->epoch,
+           p->n_epochs, row->loss, row->val_loss, row->lr, row->wd, seconds,
+           best ? " (best so far: model.h5 saved)" : "");
+  return 0;
+}

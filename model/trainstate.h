@@ -36,6 +36,16 @@ int pai_state_save(const char *path, const pai_model *m, const float *adam_m,
 int pai_state_load(const char *path, pai_model *m, float **adam_m, float **adam_v,
                    pai_progress *p) PAI_WUR;
 
+/* Records the epoch just done (row) in p: log row, epoch count, best validation loss. Returns 1
+ * when its val_loss is the best so far. Every rank calls it (or pai_epoch_save, on rank 0). */
+int pai_epoch_record(pai_progress *p, const pai_epoch_log *row);
+
+/* Rank 0's end of an epoch: pai_epoch_record, then in folder (created when missing) model.h5 when
+ * the epoch is the best so far, the state at state_path and logs.csv, and the epoch's line. */
+int pai_epoch_save(const char *folder, const char *state_path, const pai_model *m,
+                   const float *adam_m, const float *adam_v, pai_progress *p,
+                   const pai_epoch_log *row, double seconds) PAI_WUR;
+
 /* folder/logs.csv: header epoch,loss,val_loss,lr,wd and one row per epoch done (0-based),
  * rewritten whole (temporary file + rename). */
 int pai_logs_csv_write(const char *folder, const pai_progress *p) PAI_WUR;
