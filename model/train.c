@@ -146,10 +146,12 @@ static void colsum_add(pai_trainer *t, const float *a, size_t rows, int cols, fl
 
 /* ---- batch norm ----------------------------------------------------------------------------- */
 
-/* Batch statistics of x (rows x D) over all ranks: mean and 1/sqrt(var + eps) into stat[0..2D),
- * and the moving statistics updated. */
-static int bn_forward_stats(pai_trainer *t, const float *x, size_t rows, size_t global_rows,
-                            float *mean, float *istd, float *mov_mean, float *mov_var) {
+/* Per-channel sums over rows x D, this rank only, into t->sums:
+ *   s[c] = sum_r u[r][c],   s[D + c] = sum_r u[r][c] * vhat[r][c]
+ * with vhat = (v - mean) * istd, or vhat = v when mean is NULL. Batch norm needs (x, x^2) going
+ * forward and (dy, dy * xhat) going back. */
+static double *pair_sums(pai_trainer *t, const float *u, const float *v, const float *mean,
+                         const float *istd, size_t rows) {
   const int D = t->cfg.model_dim;
   int n_used = 1;
 #pragma omp parallel num_threads(t->n_threads)
@@ -160,16 +162,32 @@ static int bn_forward_stats(pai_trainer *t, const float *x, size_t rows, size_t 
     n_used = omp_get_num_threads();
 #pragma omp for schedule(static)
     for (size_t r = 0; r < rows; r++) {
-      const float *xr = x + r * D;
-      for (int c = 0; c < D; c++) {
-        acc[c] += xr[c];
-        acc[D + c] += (double)xr[c] * xr[c];
+      const float *ur = u + r * D, *vr = v + r * D;
+      if (mean) {
+        for (int c = 0; c < D; c++) {
+          acc[c] += ur[c];
+          acc[D + c] += (double)ur[c] * ((vr[c] - mean[c]) * istd[c]);
+        }
+      } else {
+        for (int c = 0; c < D; c++) {
+          acc[c] += ur[c];
+          acc[D + c] += (double)ur[c] * vr[c];
+        }
       }
     }
   }
   double *s = t->sums;
   memset(s, 0, (size_t)2 * D * sizeof *s);
   reduce_parts(t, n_used, (size_t)2 * D, s);
+  return s;
+}
+
+/* Batch statistics of x (rows x D) over all ranks: mean and 1/sqrt(var + eps) into stat[0..2D),
+ * and the moving statistics updated. */
+static int bn_forward_stats(pai_trainer *t, const float *x, size_t rows, size_t global_rows,
+                            float *mean, float *istd, float *mov_mean, float *mov_var) {
+  const int D = t->cfg.model_dim;
+  double *s = pair_sums(t, x, x, NULL, NULL, rows);
   PAI_TRY(pai_comm_sum_f64(t->comm, s, (size_t)2 * D));
   const double n = (double)global_rows, mom = PAI_BN_MOMENTUM;
   for (int c = 0; c < D; c++) {
@@ -201,25 +219,7 @@ static int bn_backward(pai_trainer *t, float *dx, const float *dy, const float *
                        size_t global_rows, const float *mean, const float *istd,
                        const float *gamma, float *dgamma, float *dbeta) {
   const int D = t->cfg.model_dim;
-  int n_used = 1;
-#pragma omp parallel num_threads(t->n_threads)
-  {
-    double *acc = t->part + (size_t)omp_get_thread_num() * 2 * D;
-    memset(acc, 0, (size_t)2 * D * sizeof *acc);
-#pragma omp single
-    n_used = omp_get_num_threads();
-#pragma omp for schedule(static)
-    for (size_t r = 0; r < rows; r++) {
-      const float *xr = x + r * D, *dyr = dy + r * D;
-      for (int c = 0; c < D; c++) {
-        acc[c] += dyr[c];
-        acc[D + c] += (double)dyr[c] * ((xr[c] - mean[c]) * istd[c]);
-      }
-    }
-  }
-  double *s = t->sums;
-  memset(s, 0, (size_t)2 * D * sizeof *s);
-  reduce_parts(t, n_used, (size_t)2 * D, s);
+  double *s = pair_sums(t, dy, x, mean, istd, rows);
   for (int c = 0; c < D; c++) {
     dbeta[c] += (float)s[c];
     dgamma[c] += (float)s[D + c];
