@@ -414,8 +414,7 @@ int pai_trainer_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, const 
   const float inv_n = 1.0f / (float)n_short;
   double local = 0;
   for (int b = 0; b < B; b++) {
-    int any = 0;   /* w_b = max over the one-hot input: 1 unless every base is "other" */
-    for (int p = 0; p < L && !any; p++) any = codes[(size_t)b * L + p] < 4;
+    const int any = pai_sample_weight(codes + (size_t)b * L, L);
     float *pr = t->pred + b * per, *dp = t->dpred + b * per;
     const float *yb = y + b * per;
     double sq = 0;

@@ -28,6 +28,13 @@
 
 #define PAI_BN_MOMENTUM 0.99   /* moving = momentum * moving + (1 - momentum) * batch */
 
+/* A sample's loss weight w_b = max over its one-hot input: 1 unless every base is "other". */
+static inline int pai_sample_weight(const uint8_t *codes, int L) {
+  for (int p = 0; p < L; p++)
+    if (codes[p] < 4) return 1;
+  return 0;
+}
+
 typedef struct {
   pai_config cfg;
   int max_batch;

@@ -84,9 +84,7 @@ static int validate(const pai_dist *d, pai_comm *comm, const pai_model *model, p
                             x + (size_t)b * L, y + (size_t)b * O * T, scratch);
     if (rc == 0) rc = pai_infer_forward(&inf, x, nb, &pred);
     for (int b = 0; rc == 0 && b < nb; b++) {
-      int any = 0;
-      for (int p = 0; p < L && !any; p++) any = x[(size_t)b * L + p] < 4;
-      if (!any) continue;
+      if (!pai_sample_weight(x + (size_t)b * L, L)) continue;
       double sq = 0;
       const float *pb = pred + (size_t)b * O * T, *yb = y + (size_t)b * O * T;
       for (size_t e = 0; e < (size_t)O * T; e++) sq += ((double)pb[e] - yb[e]) * (pb[e] - yb[e]);
@@ -108,8 +106,6 @@ static void default_chroms(pai_str_list *l, int first, int last) {
   l->n = 0;
   for (int i = first; i <= last; i++) snprintf(l->v[l->n++], PAI_NAME_LEN, "chr%d", i);
 }
-
-static void base_name(const char *folder, char *out, size_t n) { pai_folder_name(folder, out, n); }
 
 int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
   int rc = 0;
@@ -215,7 +211,7 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
   for (int j = 0; rc == 0 && j < n_heads; j++) {
     cfg.output_dims[j] = sets[j].n_tracks;
     if (j == 0) snprintf(cfg.head_names[0], PAI_NAME_LEN, "human");
-    else base_name(o->h5_nonhuman_folders->v[j - 1], cfg.head_names[j], PAI_NAME_LEN);
+    else pai_folder_name(o->h5_nonhuman_folders->v[j - 1], cfg.head_names[j], PAI_NAME_LEN);
   }
   if (rc == 0 && o->resume) {
     const pai_config *mc = &model.cfg;
