@@ -40,7 +40,6 @@ typedef struct {
   pai_variant v;         /* chrom, pos, ref, alt, strand (pointers into the table) */
   double z;
   const char *gene;
-  long lineno;
 } ft_row;
 
 /* A number, or NaN for "", "NA", "NaN", "nan". */
@@ -60,7 +59,7 @@ static int by_gene(const void *a, const void *b) {
 }
 
 static int by_line(const void *a, const void *b) {
-  const long x = (*(ft_row *const *)a)->lineno, y = (*(ft_row *const *)b)->lineno;
+  const long x = (*(ft_row *const *)a)->v.lineno, y = (*(ft_row *const *)b)->v.lineno;
   return (x > y) - (x < y);
 }
 
@@ -74,7 +73,7 @@ static int is_train_chrom(const char *c) {
 }
 
 /* Reads, checks and filters the table: *train and *val get the kept rows (REFERENCE.md 5). */
-static int read_rows(const char *path, pai_tsv *t, ft_row **rows_out, int *n_rows,
+static int read_rows(const char *path, pai_tsv *t, ft_row **rows_out,
                      ft_row ***train, int *n_train, ft_row ***val, int *n_val) {
   char *text = NULL;
   size_t len = 0;
@@ -107,7 +106,6 @@ static int read_rows(const char *path, pai_tsv *t, ft_row **rows_out, int *n_row
   }
   for (int r = 0; r < t->n_rows; r++) {
     ft_row *x = &rows[r];
-    x->lineno = t->lineno[r];
     x->v.lineno = t->lineno[r];
     x->v.chrom = pai_tsv_get(t, r, col[C_CHROM]);
     x->v.ref = pai_tsv_get(t, r, col[C_REF]);
@@ -118,7 +116,7 @@ static int read_rows(const char *path, pai_tsv *t, ft_row **rows_out, int *n_row
     for (int k = 0; k < 5; k++) {
       const char *f = pai_tsv_get(t, r, col[numeric[k]]);
       if (parse_num(f, &num[numeric[k]]) < 0) {
-        PAI_ERR("%s:%ld: field '%s': '%s' is not a number", path, x->lineno,
+        PAI_ERR("%s:%ld: field '%s': '%s' is not a number", path, x->v.lineno,
                 col_names[numeric[k]], f);
         rc = PAI_ERR_INPUT;
         goto done;
@@ -126,14 +124,14 @@ static int read_rows(const char *path, pai_tsv *t, ft_row **rows_out, int *n_row
     }
     const char *pos = pai_tsv_get(t, r, col[C_POS]);
     if (pai_parse_i64(pos, &x->v.pos) < 0 || x->v.pos < 1) {
-      PAI_ERR("%s:%ld: field 'pos': '%s' is not a 1-based position", path, x->lineno, pos);
+      PAI_ERR("%s:%ld: field 'pos': '%s' is not a 1-based position", path, x->v.lineno, pos);
       rc = PAI_ERR_INPUT;
       goto done;
     }
     const char *strand = pai_tsv_get(t, r, col[C_STRAND]);
     x->v.strand = pai_parse_strand(strand);
     if (x->v.strand != 1 && x->v.strand != -1) {
-      PAI_ERR("%s:%ld: field 'strand': '%s' is not 1, -1, + or -", path, x->lineno, strand);
+      PAI_ERR("%s:%ld: field 'strand': '%s' is not 1, -1, + or -", path, x->v.lineno, strand);
       rc = PAI_ERR_INPUT;
       goto done;
     }
@@ -154,7 +152,7 @@ static int read_rows(const char *path, pai_tsv *t, ft_row **rows_out, int *n_row
       const int tr = is_train_chrom(c), va = !strcmp(c, "chr21") || !strcmp(c, "chr22");
       if ((tr || va) && !isfinite(sorted[k]->z)) {   /* only rows that are used need a z */
         PAI_ERR("%s:%ld: field 'z' is not a finite number on a row used for %s", path,
-                sorted[k]->lineno, tr ? "training" : "validation");
+                sorted[k]->v.lineno, tr ? "training" : "validation");
         rc = PAI_ERR_INPUT;
         goto done;
       }
@@ -171,7 +169,6 @@ done:
   free(flag);
   free(sorted);
   *rows_out = rows;
-  *n_rows = t->n_rows;
   return rc;
 }
 
@@ -184,6 +181,7 @@ typedef struct {
   int L, O, T, D, n_short, cap;   /* cap: variants per forward pass on this rank */
   float **taps;                   /* [n_short] (2 cap, O, D) */
   float *out, *pre;               /* (2 cap, O, T) each */
+  double *raw;                    /* (cap): raw twin outputs of a forward pass */
   uint8_t *codes;                 /* (2 cap, L) */
   char *ref_win, *alt_win;
   size_t g_first, g_end;          /* head 0's projections in the parameter layout */
@@ -197,7 +195,7 @@ static int twin_forward(ft_ctx *c, ft_row *const *rows, int n, double *raw) {
     PAI_TRY(pai_variant_codes(c->fa, &rows[i]->v, c->L, c->ref_win, c->alt_win,
                               c->codes + (size_t)2 * i * c->L, &why));
     if (why) {   /* checked at start-up: the genome changed under us */
-      PAI_ERR("line %ld: %s", rows[i]->lineno, why);
+      PAI_ERR("line %ld: %s", rows[i]->v.lineno, why);
       return PAI_ERR_INPUT;
     }
   }
@@ -243,12 +241,16 @@ static void head_grad(ft_ctx *c, ft_row *const *rows, int n, const double *raw, 
 static int evaluate(const pai_dist *d, pai_comm *comm, ft_ctx *c, ft_row **rows, int n,
                     double *mse) {
   const int lo = (int)((int64_t)n * d->rank / d->size), hi = (int)((int64_t)n * (d->rank + 1) / d->size);
-  double raw[512], sums[2] = {0, (double)(hi - lo)};
+  double sums[2] = {0, (double)(hi - lo)};
+  const double *raw = c->raw;
   int rc = 0;
   for (int i = lo; rc == 0 && i < hi; i += c->cap) {
     const int nb = hi - i < c->cap ? hi - i : c->cap;
-    rc = twin_forward(c, rows + i, nb, raw);
-    for (int b = 0; rc == 0 && b < nb; b++) sums[0] += (raw[b] - rows[i + b]->z) * (raw[b] - rows[i + b]->z);
+    rc = twin_forward(c, rows + i, nb, c->raw);
+    for (int b = 0; rc == 0 && b < nb; b++) {
+      const double err = raw[b] - rows[i + b]->z;
+      sums[0] += err * err;
+    }
   }
   rc = pai_dist_agree(d, rc);
   if (rc < 0) return rc;
@@ -258,13 +260,13 @@ static int evaluate(const pai_dist *d, pai_comm *comm, ft_ctx *c, ft_row **rows,
 }
 
 /* Drops rows that cannot be scored (ref mismatch, off-chromosome, ...) with one warning each. */
-static int drop_unscorable(ft_ctx *c, const char *path, ft_row **rows, int *n, int quiet) {
+static int drop_unscorable(ft_ctx *c, const char *path, ft_row **rows, int *n) {
   int kept = 0;
   for (int i = 0; i < *n; i++) {
     const char *why = NULL;
     PAI_TRY(pai_variant_codes(c->fa, &rows[i]->v, c->L, c->ref_win, c->alt_win, c->codes, &why));
     if (why) {
-      if (!quiet) PAI_WARN("%s:%ld: not used: %s", path, rows[i]->lineno, why);
+      PAI_WARN("%s:%ld: not used: %s", path, rows[i]->v.lineno, why);
     } else {
       rows[kept++] = rows[i];
     }
@@ -279,7 +281,7 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
   memset(&c, 0, sizeof c);
   pai_tsv table = {0};
   ft_row *rows = NULL, **train = NULL, **val = NULL;
-  int n_rows = 0, n_train = 0, n_val = 0;
+  int n_train = 0, n_val = 0;
   pai_params G = {0};
   pai_comm comm = {0};
   pai_progress prog = {0};
@@ -316,7 +318,7 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
             out_folder);
     rc = PAI_ERR_USAGE;
   }
-  if (rc == 0) rc = read_rows(o->var_file, &table, &rows, &n_rows, &train, &n_train, &val, &n_val);
+  if (rc == 0) rc = read_rows(o->var_file, &table, &rows, &train, &n_train, &val, &n_val);
   if (rc == 0) {
     rc = o->resume ? pai_state_load(state_path, &c.model, &adam_m, &adam_v, &prog)
                    : pai_model_load(&c.model, o->model_folder);
@@ -346,14 +348,15 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
     c.codes = malloc((size_t)2 * c.cap * c.L);
     c.ref_win = malloc((size_t)c.L + 1);
     c.alt_win = malloc((size_t)c.L + 1);
+    c.raw = malloc((size_t)c.cap * sizeof *c.raw);
     c.mask = calloc((size_t)c.model.params.n_tensors, 1);
-    if (!c.taps || !c.out || !c.pre || !c.codes || !c.ref_win || !c.alt_win || !c.mask)
+    if (!c.taps || !c.out || !c.pre || !c.codes || !c.ref_win || !c.alt_win || !c.raw || !c.mask)
       rc = PAI_ERR_NOMEM;
     for (int k = 0; rc == 0 && k < c.n_short; k++)
       if (!(c.taps[k] = malloc((size_t)2 * c.cap * c.O * c.D * sizeof(float)))) rc = PAI_ERR_NOMEM;
   }
-  if (rc == 0) rc = drop_unscorable(&c, o->var_file, train, &n_train, 0);
-  if (rc == 0) rc = drop_unscorable(&c, o->var_file, val, &n_val, 0);
+  if (rc == 0) rc = drop_unscorable(&c, o->var_file, train, &n_train);
+  if (rc == 0) rc = drop_unscorable(&c, o->var_file, val, &n_val);
   if (rc == 0 && (n_train / o->batch_size < 1 || n_val < 1)) {
     PAI_ERR("%s: %d training rows (chr1, chr3, ..., chr19) and %d validation rows (chr21, chr22) "
             "pass the filters (in_cds 0, spliceai < 0.05, genes with an outlier): need at least "
@@ -405,11 +408,11 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
   }
 
   int64_t *perm = malloc((size_t)n_train * sizeof *perm);
-  double *raw = malloc((size_t)(c.cap > 0 ? c.cap : 1) * sizeof *raw);
+  double *raw = c.raw;
   ft_row **batch = malloc((size_t)local * sizeof *batch);
   int64_t perm_pass = -1;
-  if (!perm || !raw || !batch) {
-    free(perm), free(raw), free(batch);
+  if (!perm || !batch) {
+    free(perm), free(batch);
     PAI_CHECK(PAI_ERR_NOMEM);
   }
   const pai_adamw base = pai_adamw_defaults(o->learning_rate, o->weight_decay, o->clipnorm);
@@ -419,7 +422,8 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
     opt.lr *= factor;
     opt.wd *= factor;
     const double t0 = pai_now_s();
-    double loss_sum = 0;
+    double loss_sum = 0, loss_mark = 0, t_mark = t0;
+    int64_t mark = 0;
     prog.step = (int64_t)e * spe;
     for (int64_t s = 0; s < spe && rc == 0; s++) {
       /* the batch of step t: pass t / n_batches of a fresh permutation, this rank's slice */
@@ -427,12 +431,7 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
       if (pass != perm_pass) {
         pai_rng r;
         pai_rng_seed(&r, (uint64_t)o->seed, STREAM_PERM + (uint64_t)pass);
-        for (int64_t i = 0; i < n_train; i++) perm[i] = i;
-        for (int64_t i = n_train - 1; i > 0; i--) {
-          const int64_t k = (int64_t)(pai_rng_uniform(&r) * (double)(i + 1)), tmp = perm[i];
-          perm[i] = perm[k];
-          perm[k] = tmp;
-        }
+        pai_rng_permutation(&r, perm, n_train);
         perm_pass = pass;
       }
       for (int b = 0; b < local; b++)
@@ -455,9 +454,17 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
       pai_adamw_step(&opt, &c.model.params, G.data, adam_m, adam_v, prog.step, c.mask);
       prog.step++;
       loss_sum += local_loss;
-      if (d->rank == 0 && ((s + 1) % o->log_every == 0 || s + 1 == spe))
-        PAI_INFO("epoch %d/%d step %lld/%lld: loss %.6g", e + 1, o->epochs, (long long)(s + 1),
-                 (long long)spe, local_loss);
+      loss_mark += local_loss;
+      if (d->rank == 0 && ((s + 1) % o->log_every == 0 || s + 1 == spe)) {
+        const double now = pai_now_s();
+        PAI_INFO("epoch %d/%d step %lld/%lld: %.1f variants/s, loss %.6g", e + 1, o->epochs,
+                 (long long)(s + 1), (long long)spe,
+                 (double)(s + 1 - mark) * o->batch_size / (now - t_mark),
+                 loss_mark / (double)(s + 1 - mark));
+        t_mark = now;
+        mark = s + 1;
+        loss_mark = 0;
+      }
     }
     if (rc < 0) break;
     double val_loss = NAN;
@@ -474,7 +481,6 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
     }
   }
   free(perm);
-  free(raw);
   free(batch);
   if (rc == 0 && d->rank == 0)
     PAI_INFO("done: best val_loss %.6g; model in %s", prog.best_val_loss, out_folder);
@@ -488,6 +494,7 @@ done:
   free(c.codes);
   free(c.ref_win);
   free(c.alt_win);
+  free(c.raw);
   free(c.mask);
   if (c.fa) pai_fasta_close(c.fa);
   pai_model_free(&c.model);

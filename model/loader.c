@@ -277,17 +277,9 @@ static int species_of_step(const pai_sampler *s, int64_t step) {
 
 /* The permutation of species j's samples for pass p (Fisher-Yates). */
 static void make_perm(pai_sampler *s, int j, int64_t pass) {
-  const int64_t n = s->sets[j].n_samples;
-  int64_t *perm = s->perm[j];
   pai_rng r;
   pai_rng_seed(&r, s->seed, STREAM_PERM + ((uint64_t)j << 40) + (uint64_t)pass);
-  for (int64_t i = 0; i < n; i++) perm[i] = i;
-  for (int64_t i = n - 1; i > 0; i--) {
-    const int64_t k = (int64_t)(pai_rng_uniform(&r) * (double)(i + 1));
-    const int64_t tmp = perm[i];
-    perm[i] = perm[k];
-    perm[k] = tmp;
-  }
+  pai_rng_permutation(&r, s->perm[j], s->sets[j].n_samples);
   s->perm_pass[j] = pass;
 }
 

@@ -37,3 +37,12 @@ double pai_rng_normal(pai_rng *r) {
   double u2 = pai_rng_uniform(r);
   return sqrt(-2.0 * log(u1)) * cos(6.283185307179586476925 * u2);
 }
+
+void pai_rng_permutation(pai_rng *r, int64_t *perm, int64_t n) {
+  for (int64_t i = 0; i < n; i++) perm[i] = i;
+  for (int64_t i = n - 1; i > 0; i--) {
+    const int64_t k = (int64_t)(pai_rng_uniform(r) * (double)(i + 1)), tmp = perm[i];
+    perm[i] = perm[k];
+    perm[k] = tmp;
+  }
+}

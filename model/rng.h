@@ -15,4 +15,7 @@ uint64_t pai_rng_next(pai_rng *r);
 double pai_rng_uniform(pai_rng *r);   /* [0, 1), 53 bits */
 double pai_rng_normal(pai_rng *r);    /* standard normal (Box-Muller, one value per call) */
 
+/* perm = a uniformly random permutation of 0..n-1 (Fisher-Yates). */
+void pai_rng_permutation(pai_rng *r, int64_t *perm, int64_t n);
+
 #endif
