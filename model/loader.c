@@ -29,14 +29,21 @@ static int open_shard(pai_dataset *ds, pai_shard_ref *sh) {
     PAI_ERR("%s: missing or not an HDF5 file (listed in %s/manifest.tsv)", sh->path, ds->folder);
     return PAI_ERR_INPUT;
   }
-  H5_CHECK(sh->file = H5Fopen(sh->path, H5F_ACC_RDONLY, H5P_DEFAULT),
-           "%s: cannot open (truncated or damaged?)", sh->path);
+  if ((sh->file = H5Fopen(sh->path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
+    /* a damaged file is bad input: one line, no HDF5 call trace */
+    PAI_ERR("%s: cannot open as HDF5 (truncated or damaged?)", sh->path);
+    return PAI_ERR_INPUT;
+  }
   const char *what = "a ppreprocess shard";
   PAI_CHECK(pai_h5_read_i64(sh->file, sh->path, "input_length", &in_len, what));
   PAI_CHECK(pai_h5_read_i64(sh->file, sh->path, "output_length", &out_len, what));
   PAI_CHECK(pai_h5_read_i64(sh->file, sh->path, "n_tracks", &n_tracks, what));
-  H5_CHECK(sh->x = H5Dopen2(sh->file, "/x", H5P_DEFAULT), "%s: no dataset /x", sh->path);
-  H5_CHECK(sh->y = H5Dopen2(sh->file, "/y", H5P_DEFAULT), "%s: no dataset /y", sh->path);
+  if (H5Lexists(sh->file, "/x", H5P_DEFAULT) <= 0 || H5Lexists(sh->file, "/y", H5P_DEFAULT) <= 0) {
+    PAI_ERR("%s: no dataset /x or /y (not a ppreprocess shard?)", sh->path);
+    return PAI_ERR_INPUT;
+  }
+  H5_CHECK(sh->x = H5Dopen2(sh->file, "/x", H5P_DEFAULT), "%s: cannot open /x", sh->path);
+  H5_CHECK(sh->y = H5Dopen2(sh->file, "/y", H5P_DEFAULT), "%s: cannot open /y", sh->path);
   H5_CHECK(space = H5Dget_space(sh->x), "%s: /x", sh->path);
   if (H5Sget_simple_extent_ndims(space) != 2) {
     PAI_ERR("%s: /x is not 2-dimensional", sh->path);

@@ -458,6 +458,13 @@ def test_bad_input(ck, tmp, exe, syn, ppreprocess, h5, run_folder):
     os.remove(os.path.join(missing, "chr5.h5"))
     case("manifest row with a missing shard", missing, 1, [os.path.join(missing, "chr5.h5")])
 
+    truncated = os.path.join(bad, "truncated_shard")
+    shutil.copytree(h5, truncated)
+    victim = os.path.join(truncated, "chr3.h5")
+    with open(victim, "r+b") as f:
+        f.truncate(os.path.getsize(victim) // 2)
+    case("a truncated shard", truncated, 1, [victim])
+
     tracks = os.path.join(bad, "track_count")
     shutil.copytree(h5, tracks)
     victim = os.path.join(tracks, "chr7.h5")
