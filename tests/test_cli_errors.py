@@ -462,6 +462,17 @@ def cases(base):
     add(name="failing run leaves an existing output file untouched", prep=keep_old,
         args=std_args() + ["--batch_size", "1"], rc=1, err=r"v\.tsv:13: ")
 
+    def stale_index(d):
+        # a copy of the genome whose index predates a rewrite of the FASTA: htslib would read
+        # through the old offsets, so the run must refuse (and leave both files alone)
+        write(os.path.join(d, "v.tsv"), tsv(HEADER, var_rows()))
+        shutil.copy(os.path.join(SHARED, "g.fa"), os.path.join(d, "g.fa"))
+        shutil.copy(os.path.join(SHARED, "g.fa.fai"), os.path.join(d, "g.fa.fai"))
+        os.utime(os.path.join(d, "g.fa.fai"), (1000000000, 1000000000))
+    add(name="FASTA index older than its FASTA", prep=stale_index,
+        args=lambda d: std_args(**{"--fasta_file": os.path.join(d, "g.fa")}), rc=1,
+        err=r"g\.fa\.fai is older than .*g\.fa")
+
     # ---- config files --------------------------------------------------------------------
     def with_conf(text, name="c.conf"):
         def prep(d):
