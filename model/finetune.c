@@ -422,8 +422,8 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
     opt.lr *= factor;
     opt.wd *= factor;
     const double t0 = pai_now_s();
-    double loss_sum = 0, loss_mark = 0, t_mark = t0;
-    int64_t mark = 0;
+    pai_meter meter;
+    pai_meter_start(&meter);
     prog.step = (int64_t)e * spe;
     for (int64_t s = 0; s < spe && rc == 0; s++) {
       /* the batch of step t: pass t / n_batches of a fresh permutation, this rank's slice */
@@ -453,23 +453,13 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
         break;
       pai_adamw_step(&opt, &c.model.params, G.data, adam_m, adam_v, prog.step, c.mask);
       prog.step++;
-      loss_sum += local_loss;
-      loss_mark += local_loss;
-      if (d->rank == 0 && ((s + 1) % o->log_every == 0 || s + 1 == spe)) {
-        const double now = pai_now_s();
-        PAI_INFO("epoch %d/%d step %lld/%lld: %.1f variants/s, loss %.6g", e + 1, o->epochs,
-                 (long long)(s + 1), (long long)spe,
-                 (double)(s + 1 - mark) * o->batch_size / (now - t_mark),
-                 loss_mark / (double)(s + 1 - mark));
-        t_mark = now;
-        mark = s + 1;
-        loss_mark = 0;
-      }
+      pai_meter_step(&meter, d->rank, e, o->epochs, s, spe, o->log_every, o->batch_size,
+                     "variants", local_loss);
     }
     if (rc < 0) break;
     double val_loss = NAN;
     if ((rc = evaluate(d, &comm, &c, val, n_val, &val_loss)) < 0) break;
-    const pai_epoch_log row = {.loss = loss_sum / (double)spe, .val_loss = val_loss,
+    const pai_epoch_log row = {.loss = meter.loss_sum / (double)spe, .val_loss = val_loss,
                                .lr = opt.lr, .wd = opt.wd};
     const int wrc = d->rank == 0 ? pai_epoch_save(out_folder, state_path, &c.model, adam_m,
                                                   adam_v, &prog, &row, pai_now_s() - t0)

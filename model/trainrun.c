@@ -307,8 +307,8 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
     opt.lr *= factor;
     opt.wd *= factor;
     const double t_epoch = pai_now_s();
-    double t_mark = t_epoch, loss_sum = 0, loss_mark = 0;
-    int64_t mark = 0;
+    pai_meter meter;
+    pai_meter_start(&meter);
     prog.step = (int64_t)e * spe;
     PAI_CHECK(fetch_start(&slot[0], prog.step));
     for (int64_t s = 0; s < spe; s++) {
@@ -324,23 +324,13 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
       if (rc < 0) goto done;
       pai_adamw_step(&opt, &model.params, G.data, adam_m, adam_v, prog.step, NULL);
       prog.step++;
-      loss_sum += loss;
-      loss_mark += loss;
-      if (d->rank == 0 && ((s + 1) % o->log_every == 0 || s + 1 == spe)) {
-        const double now = pai_now_s();
-        PAI_INFO("epoch %d/%d step %lld/%lld: %.1f samples/s, loss %.6g", e + 1, o->epochs,
-                 (long long)(s + 1), (long long)spe,
-                 (double)(s + 1 - mark) * o->batch_size / (now - t_mark),
-                 loss_mark / (double)(s + 1 - mark));
-        t_mark = now;
-        mark = s + 1;
-        loss_mark = 0;
-      }
+      pai_meter_step(&meter, d->rank, e, o->epochs, s, spe, o->log_every, o->batch_size,
+                     "samples", loss);
     }
     double val_loss = NAN;
     PAI_CHECK(validate(d, &comm, &model, &sets[n_heads], local, slot[0].x, slot[0].y,
                        slot[0].scratch, &val_loss));
-    const pai_epoch_log row = {.loss = loss_sum / (double)spe, .val_loss = val_loss,
+    const pai_epoch_log row = {.loss = meter.loss_sum / (double)spe, .val_loss = val_loss,
                                .lr = opt.lr, .wd = opt.wd};
     const int wrc = d->rank == 0 ? pai_epoch_save(o->model_folder, state_path, &model, adam_m,
                                                   adam_v, &prog, &row, pai_now_s() - t_epoch)

@@ -177,3 +177,19 @@ int pai_epoch_save(const char *folder, const char *state_path, const pai_model *
            best ? " (best so far: model.h5 saved)" : "");
   return 0;
 }
+
+void pai_meter_start(pai_meter *m) { *m = (pai_meter){.t_mark = pai_now_s()}; }
+
+void pai_meter_step(pai_meter *m, int rank, int epoch, int n_epochs, int64_t s, int64_t spe,
+                    int log_every, int batch, const char *unit, double loss) {
+  m->loss_sum += loss;
+  m->loss_mark += loss;
+  if (rank != 0 || ((s + 1) % log_every != 0 && s + 1 != spe)) return;
+  const double now = pai_now_s(), steps = (double)(s + 1 - m->mark);
+  PAI_INFO("epoch %d/%d step %lld/%lld: %.1f %s/s, loss %.6g", epoch + 1, n_epochs,
+           (long long)(s + 1), (long long)spe, steps * batch / (now - m->t_mark), unit,
+           m->loss_mark / steps);
+  m->t_mark = now;
+  m->mark = s + 1;
+  m->loss_mark = 0;
+}

@@ -36,6 +36,19 @@ int pai_state_save(const char *path, const pai_model *m, const float *adam_m,
 int pai_state_load(const char *path, pai_model *m, float **adam_m, float **adam_v,
                    pai_progress *p) PAI_WUR;
 
+/* Progress within an epoch: the step losses, and a line every log_every steps and at the
+ * epoch's last step (rate in `unit`/s and mean loss since the previous line). */
+typedef struct {
+  double loss_sum;         /* over the epoch so far */
+  double loss_mark, t_mark;
+  int64_t mark;            /* steps done at the last line */
+} pai_meter;
+
+void pai_meter_start(pai_meter *m);
+/* Adds step s (0-based, of spe)'s loss; prints on rank 0 when it is time. */
+void pai_meter_step(pai_meter *m, int rank, int epoch, int n_epochs, int64_t s, int64_t spe,
+                    int log_every, int batch, const char *unit, double loss);
+
 /* Records the epoch just done (row) in p: log row, epoch count, best validation loss. Returns 1
  * when its val_loss is the best so far. Every rank calls it (or pai_epoch_save, on rank 0). */
 int pai_epoch_record(pai_progress *p, const pai_epoch_log *row);
