@@ -63,17 +63,9 @@ static int by_line(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-static int is_train_chrom(const char *c) {
-  for (int i = 1; i <= 19; i += 2) {
-    char name[8];
-    snprintf(name, sizeof name, "chr%d", i);
-    if (!strcmp(c, name)) return 1;
-  }
-  return 0;
-}
-
 /* Reads, checks and filters the table: *train and *val get the kept rows (REFERENCE.md 5). */
-static int read_rows(const char *path, pai_tsv *t, ft_row **rows_out,
+static int read_rows(const char *path, const pai_str_list *train_chroms,
+                     const pai_str_list *val_chroms, pai_tsv *t, ft_row **rows_out,
                      ft_row ***train, int *n_train, ft_row ***val, int *n_val) {
   char *text = NULL;
   size_t len = 0;
@@ -149,7 +141,7 @@ static int read_rows(const char *path, pai_tsv *t, ft_row **rows_out,
       any |= flag[sorted[j] - rows];
     for (int k = i; any && k < j; k++) {
       const char *c = sorted[k]->v.chrom;
-      const int tr = is_train_chrom(c), va = !strcmp(c, "chr21") || !strcmp(c, "chr22");
+      const int tr = pai_str_list_has(train_chroms, c), va = !tr && pai_str_list_has(val_chroms, c);
       if ((tr || va) && !isfinite(sorted[k]->z)) {   /* only rows that are used need a z */
         PAI_ERR("%s:%ld: field 'z' is not a finite number on a row used for %s", path,
                 sorted[k]->v.lineno, tr ? "training" : "validation");
@@ -296,6 +288,13 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
   }
   snprintf(state_path, sizeof state_path, "%s/train_state.h5", out_folder);
 
+  /* the published split unless the caller names one */
+  pai_str_list train_chroms, val_chroms;
+  if (o->train_chroms && o->train_chroms->n) train_chroms = *o->train_chroms;
+  else pai_str_list_chroms(&train_chroms, 1, 19, 2);
+  if (o->val_chroms && o->val_chroms->n) val_chroms = *o->val_chroms;
+  else pai_str_list_chroms(&val_chroms, 21, 22, 1);
+
   /* ---- inputs (every rank checks the same; rank 0 speaks) ---- */
   if (d->rank != 0) pai_log_set_mute(1);
   if (o->batch_size < 1 || o->batch_size % d->size != 0) {
@@ -318,7 +317,7 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
             out_folder);
     rc = PAI_ERR_USAGE;
   }
-  if (rc == 0) rc = read_rows(o->var_file, &table, &rows, &train, &n_train, &val, &n_val);
+  if (rc == 0) rc = read_rows(o->var_file, &train_chroms, &val_chroms, &table, &rows, &train, &n_train, &val, &n_val);
   if (rc == 0) {
     rc = o->resume ? pai_state_load(state_path, &c.model, &adam_m, &adam_v, &prog)
                    : pai_model_load(&c.model, o->model_folder);
@@ -358,10 +357,11 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
   if (rc == 0) rc = drop_unscorable(&c, o->var_file, train, &n_train);
   if (rc == 0) rc = drop_unscorable(&c, o->var_file, val, &n_val);
   if (rc == 0 && (n_train / o->batch_size < 1 || n_val < 1)) {
-    PAI_ERR("%s: %d training rows (chr1, chr3, ..., chr19) and %d validation rows (chr21, chr22) "
-            "pass the filters (in_cds 0, spliceai < 0.05, genes with an outlier): need at least "
-            "one batch of %d and one validation row",
-            o->var_file, n_train, n_val, o->batch_size);
+    PAI_ERR("%s: %d training rows (on %s%s, see --train_chroms) and %d validation rows (on "
+            "%s%s, see --val_chroms) pass the filters (in_cds 0, spliceai < 0.05, genes with an "
+            "outlier): need at least one batch of %d and one validation row",
+            o->var_file, n_train, train_chroms.v[0], train_chroms.n > 1 ? ", ..." : "", n_val,
+            val_chroms.v[0], val_chroms.n > 1 ? ", ..." : "", o->batch_size);
     rc = PAI_ERR_INPUT;
   }
   pai_log_set_mute(0);

@@ -303,3 +303,15 @@ int pai_opts_parse(pai_opt *opts, int n_opts, const char *prog, const char *sect
     }
   return 0;
 }
+
+void pai_str_list_chroms(pai_str_list *l, int first, int last, int step) {
+  l->n = 0;
+  for (int i = first; i <= last && l->n < PAI_MAX_LIST; i += step)
+    snprintf(l->v[l->n++], PAI_NAME_LEN, "chr%d", i);
+}
+
+int pai_str_list_has(const pai_str_list *l, const char *s) {
+  for (int i = 0; i < l->n; i++)
+    if (!strcmp(l->v[i], s)) return 1;
+  return 0;
+}

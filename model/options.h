@@ -53,6 +53,12 @@ typedef struct {
 int pai_opts_parse(pai_opt *opts, int n_opts, const char *prog, const char *section,
                    const char *summary, int argc, char **argv) PAI_WUR;
 
+/* Fills l with "chr<first>", "chr<first + step>", ... up to chr<last>. */
+void pai_str_list_chroms(pai_str_list *l, int first, int last, int step);
+
+/* 1 when s is one of l's values. */
+int pai_str_list_has(const pai_str_list *l, const char *s);
+
 /* Returns the option named `name`, or NULL. */
 pai_opt *pai_opts_find(pai_opt *opts, int n_opts, const char *name);
 

@@ -102,11 +102,6 @@ static int validate(const pai_dist *d, pai_comm *comm, const pai_model *model, p
 
 /* ---- the run ----------------------------------------------------------------------------------- */
 
-static void default_chroms(pai_str_list *l, int first, int last) {
-  l->n = 0;
-  for (int i = first; i <= last; i++) snprintf(l->v[l->n++], PAI_NAME_LEN, "chr%d", i);
-}
-
 int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
   int rc = 0;
   pai_model model = {0};
@@ -171,8 +166,8 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
   }
   /* datasets */
   pai_str_list train = *o->train_chroms, valc = *o->val_chroms;
-  if (train.n == 0) default_chroms(&train, 1, 20);
-  if (valc.n == 0) default_chroms(&valc, 21, 22);
+  if (train.n == 0) pai_str_list_chroms(&train, 1, 20, 1);
+  if (valc.n == 0) pai_str_list_chroms(&valc, 21, 22, 1);
   for (int j = 0; rc == 0 && j < n_heads; j++) {
     const char *folder = j == 0 ? o->h5_human_folder : o->h5_nonhuman_folders->v[j - 1];
     rc = j == 0 ? pai_dataset_open(&sets[j], folder, train.v, train.n, o->input_length,

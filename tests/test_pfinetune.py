@@ -21,7 +21,9 @@ Checks and tolerances:
     in_cds or p, p <= 0.01, p_under only, outliers taken from rows the row filter drops, no gene
     filter, outliers only from rows in the split) all give other counts, and so does keeping the
     ref-mismatch row. That row is named on stderr by a warning line holding its file line
-    number (header = line 1) or its 1-based data row number as a token.
+    number (header = line 1) or its 1-based data row number as a token. With --train_chroms chr2
+    chr3 --val_chroms chr3 chr22 the counts equal select_rows with that split (chr3, in both,
+    trains) minus its unscorable rows, and differ from the default split's.
  2. initial_val_loss (train_state.h5) vs the float64 reference validation MSE at the initial
     weights, |c - r| <= 1e-4 |r|. C's forward is float32: the raw outputs carry ~1e-7 relative
     rounding (the test prints the float32-vs-float64 reference gap on the same rows: 3.8e-7
@@ -388,6 +390,23 @@ def check_filters_and_frozen(ck, exe, tmp, fasta, genome, rng):
     lines = names_line(p.stderr, [mismatch + 2, mismatch + 1])
     ck.check(bool(lines), f"1. a stderr line names the ref-mismatch row (file line "
                           f"{mismatch + 2}): {lines[:1]}")
+
+    # --train_chroms / --val_chroms replace the published split (chr2 is in neither default list;
+    # chr3 in both lists trains)
+    tr_c, va_c = ["chr2", "chr3"], ["chr3", "chr22"]
+    train2, val2 = FR.select_rows(HEADER, t.lists(), frozenset(tr_c), frozenset(va_c))
+    _, why2 = ref_raw(model, genome, t, train2 + val2)
+    bad2 = {k for k, w in zip(train2 + val2, why2) if w is not None}
+    want2 = (len([k for k in train2 if k not in bad2]), len([k for k in val2 if k not in bad2]))
+    ck.check(want2 != (n_train, n_val), f"fixture: the other split changes the counts {want2}")
+    p2 = finetune(exe, folder, var, fasta, os.path.join(tmp, "ftA_split"),
+                  ["--epochs", "1", "--steps_per_epoch", "1", "--train_chroms", *tr_c,
+                   "--val_chroms", *va_c])
+    m2 = re.search(r"(\d+) training and (\d+) validation variants", p2.stdout + p2.stderr)
+    got2 = (int(m2.group(1)), int(m2.group(2))) if m2 else None
+    ck.check(p2.returncode == 0 and got2 == want2,
+             f"1. --train_chroms {' '.join(tr_c)} --val_chroms {' '.join(va_c)}: log says {got2} "
+             f"training/validation variants, reference {want2} (rc {p2.returncode})")
 
     state = os.path.join(out, "train_state.h5")
     attrs = state_attrs(state)

@@ -20,6 +20,9 @@ int main(int argc, char **argv) {
   int input_length = 0, batch_size = 8, epochs = 100, steps_per_epoch = 0, resume = 0,
       log_every = 50, threads = 0, quiet = 0, stop_after = 0;
   int64_t seed = 0;
+  pai_str_list train_chroms, val_chroms;   /* defaults shown by --help: the published split */
+  pai_str_list_chroms(&train_chroms, 1, 19, 2);
+  pai_str_list_chroms(&val_chroms, 21, 22, 1);
   double lr = 5e-4, wd = 5e-6, clipnorm = 1.0;
   pai_opt opts[] = {
       {"model_folder", PAI_OPT_STR, model_folder, "trained model folder (holds model.h5)", 1, 0},
@@ -27,6 +30,8 @@ int main(int argc, char **argv) {
       {"fasta_file", PAI_OPT_STR, fasta_file, "genome FASTA, plain or bgzip (indexed if needed)", 1, 0},
       {"input_length", PAI_OPT_INT, &input_length, "model input length (= the model's)", 1, 0},
       {"output", PAI_OPT_STR, output, "output folder (default: <model_folder>_finetune)", 0, 0},
+      {"train_chroms", PAI_OPT_STR_LIST, &train_chroms, "chromosomes whose rows train", 0, 0},
+      {"val_chroms", PAI_OPT_STR_LIST, &val_chroms, "chromosomes whose rows validate", 0, 0},
       {"batch_size", PAI_OPT_INT, &batch_size, "global batch of variants (a multiple of the rank count)", 0, 0},
       {"epochs", PAI_OPT_INT, &epochs, "epochs E (the lr / wd schedule spans them)", 0, 0},
       {"steps_per_epoch", PAI_OPT_INT, &steps_per_epoch, "steps per epoch (0: training batches / 5)", 0, 0},
@@ -49,6 +54,7 @@ int main(int argc, char **argv) {
     pai_set_threads(threads);
     pai_finetune_opts o = {.model_folder = model_folder, .var_file = var_file,
                            .fasta_file = fasta_file, .out_folder = output,
+                           .train_chroms = &train_chroms, .val_chroms = &val_chroms,
                            .input_length = input_length, .batch_size = batch_size,
                            .epochs = epochs, .steps_per_epoch = steps_per_epoch,
                            .learning_rate = lr, .weight_decay = wd, .clipnorm = clipnorm,

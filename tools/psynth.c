@@ -4,6 +4,7 @@
  *
  * writes DIR/genome.fa, DIR/tss.tsv, DIR/tracks.tsv and DIR/bw/track<k>.{fwd,rev}.bw, ready for
  *   ppreprocess --tss_file DIR/tss.tsv --fasta_file DIR/genome.fa --bigwig_files DIR/tracks.tsv
+ * and DIR/outliers.tsv, an expression-outlier variant table for pfinetune (below).
  *
  * The signal is a known, local function of the sequence, so a small model can learn it:
  * - Motifs (MOTIFS below) are planted near every TSS (a TATA box 30 bp upstream plus 3..6
@@ -19,6 +20,11 @@
  *   targets are not almost all zero.
  * - Half the tracks have scale ~1 and the transform arcsinh(nan_to_num(x)); the others have
  *   scale ~1e-3 and arcsinh(1000 * nan_to_num(x)), the two published forms.
+ * - outliers.tsv (chrom pos ref alt strand z in_cds spliceai p_under p_over gene) has planted
+ *   effects: per TSS, 2 SNVs inside each intact promoter motif, each breaking it, with z = -2 (the TATA box) or
+ *   -1 (the others) + N(0, 0.25^2) and p_under 0.001 (an under-expression outlier), and 4 SNVs at other bases of
+ *   [-300, +100] with z ~ N(0, 0.25^2) and p 0.5. All rows have in_cds 0 and spliceai 0.01, so
+ *   every row passes pfinetune's filters; ref is the genome's base, upper-cased.
  * The genome is uniform random sequence (41% GC) with soft-masked (lower-case) stretches and a
  * 500 bp run of N at each chromosome's start. Same seed, same files, on every machine. */
 #include <errno.h>
@@ -59,6 +65,12 @@ static int by_bin(const void *a, const void *b) {
   const contrib *x = a, *y = b;
   return (x->bin > y->bin) - (x->bin < y->bin);
 }
+
+typedef struct {
+  int tss;
+  int64_t start;
+  int motif, strand;
+} tss_motif;
 
 static char comp(char c) {
   switch (c) {
@@ -191,6 +203,78 @@ done:
   return rc;
 }
 
+/* 1 when motif m planted at start on `strand` is still intact (a later motif may overlap it). */
+static int intact(const char *seq, int64_t start, int m, int strand) {
+  const char *s = MOTIFS[m];
+  const int64_t n = (int64_t)strlen(s);
+  for (int64_t i = 0; i < n; i++)
+    if (seq[start + i] != (strand > 0 ? s[i] : comp(s[n - 1 - i]))) return 0;
+  return 1;
+}
+
+/* A random base other than ref (upper case). */
+static char other_base(char ref, pai_rng *rng) {
+  static const char B[] = "ACGT";
+  char b;
+  do b = B[(int)(pai_rng_uniform(rng) * 4)];
+  while (b == ref);
+  return b;
+}
+
+/* outliers.tsv (see the file comment), rows in TSS order; its own random stream, so the other
+ * files do not depend on it. */
+static int write_outliers(const char *out, const char *const *names, char *const *seqs,
+                          int64_t chrom_length, const int *tss_chrom, const int64_t *tss_pos,
+                          const int *tss_strand, int n_tss, const tss_motif *tm, int64_t n_tm,
+                          uint64_t seed) {
+  char path[PAI_PATH_LEN + 64];
+  snprintf(path, sizeof path, "%s/outliers.tsv", out);
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    PAI_ERR("cannot create %s: %s", path, strerror(errno));
+    return PAI_ERR_IO;
+  }
+  pai_rng rng;
+  pai_rng_seed(&rng, seed, 1000);
+  fprintf(f, "chrom\tpos\tref\talt\tstrand\tz\tin_cds\tspliceai\tp_under\tp_over\tgene\n");
+  int64_t j = 0;
+  for (int k = 0; k < n_tss; k++) {
+    const char *seq = seqs[tss_chrom[k]];
+    const char *chrom = names[tss_chrom[k]];
+    const int64_t j0 = j;
+    for (; j < n_tm && tm[j].tss == k; j++) {
+      if (!intact(seq, tm[j].start, tm[j].motif, tm[j].strand)) continue;
+      const int64_t len = (int64_t)strlen(MOTIFS[tm[j].motif]);
+      const int64_t a = (int64_t)(pai_rng_uniform(&rng) * (double)len),
+                    b = (a + 1 + (int64_t)(pai_rng_uniform(&rng) * (double)(len - 1))) % len;
+      for (int v = 0; v < 2; v++) {
+        const int64_t q = tm[j].start + (v ? b : a);
+        const char ref = seq[q];
+        fprintf(f, "%s\t%lld\t%c\t%c\t%d\t%.4f\t0\t0.01\t0.001\t0.5\tSYN%05d\n", chrom,
+                (long long)q + 1, ref, other_base(ref, &rng), tss_strand[k],
+                (tm[j].motif == 0 ? -2.0 : -1.0) + 0.25 * pai_rng_normal(&rng), k + 1);
+      }
+    }
+    for (int v = 0; v < 4; v++) {   /* bases away from this TSS's motifs */
+      const int64_t o = -300 + (int64_t)(pai_rng_uniform(&rng) * 400);
+      const int64_t q = tss_pos[k] + (tss_strand[k] > 0 ? o : -o);
+      const char ref = (char)(seq[q] & ~0x20);   /* upper case */
+      int in_motif = 0;
+      for (int64_t i = j0; i < j; i++)
+        in_motif |= q >= tm[i].start && q < tm[i].start + (int64_t)strlen(MOTIFS[tm[i].motif]);
+      if (in_motif || !strchr("ACGT", ref)) continue;
+      fprintf(f, "%s\t%lld\t%c\t%c\t%d\t%.4f\t0\t0.01\t0.5\t0.5\tSYN%05d\n", chrom,
+              (long long)q + 1, ref, other_base(ref, &rng), tss_strand[k],
+              0.25 * pai_rng_normal(&rng), k + 1);
+    }
+  }
+  if (fclose(f) != 0) {
+    PAI_ERR("cannot write %s: %s", path, strerror(errno));
+    return PAI_ERR_IO;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   char out[PAI_PATH_LEN] = "";
   int n_chroms = 3, n_tss = 40, n_tracks = 4, seed = 1;
@@ -261,7 +345,10 @@ int main(int argc, char **argv) {
   fprintf(f, "gene_id\tchrom\tpos\tstrand\n");
   int *tss_chrom = calloc((size_t)n_tss, sizeof *tss_chrom);
   int64_t *tss_pos = calloc((size_t)n_tss, sizeof *tss_pos);
-  if (!tss_chrom || !tss_pos) return 1;
+  int *tss_strand = calloc((size_t)n_tss, sizeof *tss_strand);
+  tss_motif *tm = calloc((size_t)n_tss * 7, sizeof *tm);
+  int64_t n_tm = 0;
+  if (!tss_chrom || !tss_pos || !tss_strand || !tm) return 1;
   for (int k = 0; k < n_tss; k++) {
     const int c = (int)((int64_t)k * n_chroms / n_tss);
     const int first = (int)(((int64_t)c * n_tss + n_chroms - 1) / n_chroms);
@@ -282,12 +369,17 @@ int main(int argc, char **argv) {
       if (start < 0 || start + len > chrom_length) continue;
       plant(seqs[c], start, m, orient * strand);
       inst[n_inst++] = (instance){c, start + len / 2, m, orient * strand};
+      tm[n_tm++] = (tss_motif){k, start, m, orient * strand};
     }
     fprintf(f, "SYN%05d\t%s\t%lld\t%d\n", k + 1, names[c], (long long)p + 1, strand);
     tss_chrom[k] = c;
     tss_pos[k] = p;
+    tss_strand[k] = strand;
   }
   if (fclose(f) != 0) return 1;
+  if (write_outliers(out, (const char *const *)names, seqs, chrom_length, tss_chrom, tss_pos,
+                     tss_strand, n_tss, tm, n_tm, (uint64_t)seed) < 0)
+    return 1;
   qsort(inst, (size_t)n_inst, sizeof *inst, by_pos);
 
   snprintf(path, sizeof path, "%s/genome.fa.fai", out);
@@ -340,5 +432,7 @@ int main(int argc, char **argv) {
   free(inst);
   free(tss_chrom);
   free(tss_pos);
+  free(tss_strand);
+  free(tm);
   return 0;
 }

@@ -43,9 +43,10 @@ def num(text):
     return float(t)
 
 
-def select_rows(header, rows):
+def select_rows(header, rows, train_chroms=TRAIN_CHROMS, val_chroms=VAL_CHROMS):
     """(train, val): lists of row indices (0-based data rows) chosen by the section 5 filters,
-    before any scorability check."""
+    before any scorability check. The split defaults to the published one; a chromosome in both
+    lists trains (docs/training.md)."""
     col = {name: header.index(name) for name in COLUMNS}
     in_cds = np.array([num(r[col["in_cds"]]) for r in rows], dtype=np.float64)
     splice = np.array([num(r[col["spliceai"]]) for r in rows], dtype=np.float64)
@@ -58,8 +59,9 @@ def select_rows(header, rows):
         outlier = kept & ((p_under < 0.01) | (p_over < 0.01))
     good_genes = set(genes[outlier].tolist())
     chosen = kept & np.array([g in good_genes for g in genes], dtype=bool)
-    train = [k for k in range(len(rows)) if chosen[k] and chroms[k] in TRAIN_CHROMS]
-    val = [k for k in range(len(rows)) if chosen[k] and chroms[k] in VAL_CHROMS]
+    train = [k for k in range(len(rows)) if chosen[k] and chroms[k] in train_chroms]
+    val = [k for k in range(len(rows)) if chosen[k] and chroms[k] in val_chroms
+           and chroms[k] not in train_chroms]
     return train, val
 
 
