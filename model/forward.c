@@ -37,11 +37,49 @@ size_t pai_infer_bytes(const pai_config *c, int max_batch) {
          pai_arena_bytes((size_t)c->output_length * (size_t)max_output_dim(c), sizeof(float));
 }
 
+int pai_block_fold_init(const pai_model *model, pai_block_fold **fold_out, float **data_out) {
+  const pai_config *c = &model->cfg;
+  const int N = c->num_blocks, D = c->model_dim, K = c->kernel_size;
+  const size_t per_block = (size_t)(2 * K + 3) * D;
+  pai_block_fold *fold = calloc((size_t)N, sizeof *fold);
+  float *data = malloc((size_t)N * per_block * sizeof(float));
+  float *scale1 = malloc((size_t)2 * D * sizeof(float));
+  if (!fold || !data || !scale1) {
+    free(fold);
+    free(data);
+    free(scale1);
+    PAI_ERR("out of memory");
+    return PAI_ERR_NOMEM;
+  }
+  float *shift1 = scale1 + D;
+  for (int i = 0; i < N; i++) {
+    const pai_block_params *bp = &model->params.blocks[i];
+    pai_block_fold *f = &fold[i];
+    float *base = data + (size_t)i * per_block;
+    f->ws = base;
+    f->wc = base + (size_t)K * D;
+    f->bfull = base + (size_t)2 * K * D;
+    f->scale2 = f->bfull + D;
+    f->shift2 = f->scale2 + D;
+    bn_fold(scale1, shift1, bp->bn1_gamma, bp->bn1_beta, bp->bn1_mean, bp->bn1_var, c->bn_epsilon,
+            D);
+    dwconv_bn_prepare(f->ws, f->wc, f->bfull, bp->dw_kernel, bp->dw_bias, scale1, shift1, D);
+    bn_fold(f->scale2, f->shift2, bp->bn2_gamma, bp->bn2_beta, bp->bn2_mean, bp->bn2_var,
+            c->bn_epsilon, D);
+  }
+  free(scale1);
+  *fold_out = fold;
+  *data_out = data;
+  return 0;
+}
+
+int pai_ffn_chunk(int D) { return ffn_chunk(D); }
+
 int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsigned heads_mask,
                    pai_device device) {
   memset(inf, 0, sizeof *inf);
   const pai_config *c = &model->cfg;
-  const int N = c->num_blocks, D = c->model_dim, L = c->input_length, K = c->kernel_size;
+  const int N = c->num_blocks, D = c->model_dim, L = c->input_length;
   if (max_batch < 1) {
     PAI_ERR("batch size must be >= 1 (got %d)", max_batch);
     return PAI_ERR_USAGE;
@@ -58,10 +96,7 @@ int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsign
 
   inf->lo = calloc((size_t)N + 1, sizeof *inf->lo);
   inf->hi = calloc((size_t)N + 1, sizeof *inf->hi);
-  inf->fold = calloc((size_t)N, sizeof *inf->fold);
-  const size_t per_block = (size_t)(2 * K + 3) * D;
-  inf->fold_data = malloc((size_t)N * per_block * sizeof(float));
-  if (!inf->lo || !inf->hi || !inf->fold || !inf->fold_data) {
+  if (!inf->lo || !inf->hi) {
     pai_infer_free(inf);
     PAI_ERR("out of memory");
     return PAI_ERR_NOMEM;
@@ -74,30 +109,13 @@ int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsign
     inf->hi[i] = inf->hi[i + 1] + r > L ? L : inf->hi[i + 1] + r;
   }
 
-  float *scale1 = malloc((size_t)2 * D * sizeof(float));
-  if (!scale1) {
+  int rc = pai_block_fold_init(model, &inf->fold, &inf->fold_data);
+  if (rc < 0) {
     pai_infer_free(inf);
-    return PAI_ERR_NOMEM;
+    return rc;
   }
-  float *shift1 = scale1 + D;
-  for (int i = 0; i < N; i++) {
-    const pai_block_params *bp = &model->params.blocks[i];
-    pai_block_fold *f = &inf->fold[i];
-    float *base = inf->fold_data + (size_t)i * per_block;
-    f->ws = base;
-    f->wc = base + (size_t)K * D;
-    f->bfull = base + (size_t)2 * K * D;
-    f->scale2 = f->bfull + D;
-    f->shift2 = f->scale2 + D;
-    bn_fold(scale1, shift1, bp->bn1_gamma, bp->bn1_beta, bp->bn1_mean, bp->bn1_var, c->bn_epsilon,
-            D);
-    dwconv_bn_prepare(f->ws, f->wc, f->bfull, bp->dw_kernel, bp->dw_bias, scale1, shift1, D);
-    bn_fold(f->scale2, f->shift2, bp->bn2_gamma, bp->bn2_beta, bp->bn2_mean, bp->bn2_var,
-            c->bn_epsilon, D);
-  }
-  free(scale1);
 
-  int rc = pai_arena_init(&inf->arena, pai_infer_bytes(c, max_batch));
+  rc = pai_arena_init(&inf->arena, pai_infer_bytes(c, max_batch));
   if (rc < 0) {
     pai_infer_free(inf);
     return rc;

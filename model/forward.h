@@ -44,6 +44,13 @@ typedef struct {
                               * there by pai_infer_forward, for head-only fine-tuning */
 } pai_infer;
 
+/* The blocks' batch norms folded into the depthwise kernels and FFN inputs (inference mode):
+ * *fold [N] points into *data; the caller frees both. */
+int pai_block_fold_init(const pai_model *model, pai_block_fold **fold, float **data) PAI_WUR;
+
+/* Rows per FFN chunk for model_dim D (keeps the (chunk, 4D) intermediate in cache). */
+int pai_ffn_chunk(int D);
+
 int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsigned heads_mask,
                    pai_device device) PAI_WUR;
 int pai_infer_forward(pai_infer *inf, const uint8_t *codes, int B, float *const *outs) PAI_WUR;

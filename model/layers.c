@@ -72,6 +72,23 @@ void dwconv_bn_res_forward_cpu(float *m, const float *x, const float *ws, const 
   }
 }
 
+void dwconv_bn_res_interior_cpu(float *m, const float *x, const float *ws, const float *bfull,
+                                int B, int n, int D, int dil) {
+  const int n_in = n + 4 * dil;
+  const float *w0 = ws, *w1 = ws + D, *w2 = ws + 2 * D, *w3 = ws + 3 * D, *w4 = ws + 4 * D;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < B; b++)
+    for (int q = 0; q < n; q++) {
+      const float *x0 = x + ((size_t)b * n_in + q) * D;   /* row q + 2 dil is the centre tap */
+      const float *x1 = x0 + (size_t)dil * D, *xp = x0 + (size_t)2 * dil * D;
+      const float *x3 = x0 + (size_t)3 * dil * D, *x4 = x0 + (size_t)4 * dil * D;
+      float *mp = m + ((size_t)b * n + q) * D;
+      for (int c = 0; c < D; c++)
+        mp[c] = xp[c] + bfull[c] + w0[c] * x0[c] + w1[c] * x1[c] + w2[c] * xp[c] +
+                w3[c] * x3[c] + w4[c] * x4[c];
+    }
+}
+
 void ffn_res_forward_cpu(float *m, const float *scale2, const float *shift2, const float *w1,
                          const float *b1, const float *w2, const float *b2, int D, int F,
                          int lo, int hi, int chunk, float *gin, float *t) {

@@ -37,6 +37,12 @@ void dwconv_bn_res_forward_cpu(float *m, const float *x, const float *ws, const 
                                const float *bfull, const float *b, int L, int D, int dil,
                                int lo, int hi);
 
+/* The same map on interior rows only (every tap real input), for B items at once, written
+ * compactly: m[b][q] is row q + 2 dil of x[b], q in [0, n). x: (B, n + 4 dil, D)  m: (B, n, D).
+ * Used by the cone scorer (model/cone.c), whose gathered rows always have all their taps. */
+void dwconv_bn_res_interior_cpu(float *m, const float *x, const float *ws, const float *bfull,
+                                int B, int n, int D, int dil);
+
 /* Feed-forward half of a block, in place on rows [lo, hi) of m (L, D):
  *   m[p] += ReLU(BN2(m[p]) W1 + b1) W2 + b2
  * W1: (D, F)  W2: (F, D). Works through chunks of `chunk` rows using the scratch buffers

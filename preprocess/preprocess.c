@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model/fingerprint.h"
 #include "model/half.h"
 #include "model/model.h"
 #include "model/seq.h"
@@ -328,32 +329,15 @@ done:
 
 /* ---- step 2: plan, fingerprints, housekeeping -------------------------------------------------- */
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-  const unsigned char *c = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 0x100000001b3ULL;
-  return h;
-}
-static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s, strlen(s) + 1); }
-static uint64_t fnv_file(uint64_t h, const char *path) {
-  struct stat st;
-  int64_t v[3] = {0, 0, 0};
-  if (stat(path, &st) == 0) {
-    v[0] = (int64_t)st.st_size;
-    v[1] = (int64_t)st.st_mtim.tv_sec;
-    v[2] = (int64_t)st.st_mtim.tv_nsec;
-  }
-  return fnv(fnv_str(h, path), v, sizeof v);
-}
-
 /* What every shard's contents depend on besides its own rows. */
 static uint64_t common_fingerprint(const pai_prep_opts *o, const prep_input *in) {
-  uint64_t h = 0xcbf29ce484222325ULL;
+  uint64_t h = PAI_FNV_INIT;
   const int64_t v[3] = {1 /* format */, o->input_length, o->output_length};
-  h = fnv(h, v, sizeof v);
-  h = fnv_str(h, o->y_dtype);
-  h = fnv_str(h, in->track_text);   /* transforms, names, metadata (stored in every shard) */
-  h = fnv_file(h, o->fasta_file);
-  for (int t = 0; t < in->T; t++) h = fnv_file(fnv_file(h, in->fwd[t]), in->rev[t]);
+  h = pai_fnv(h, v, sizeof v);
+  h = pai_fnv_str(h, o->y_dtype);
+  h = pai_fnv_str(h, in->track_text);   /* transforms, names, metadata (stored in every shard) */
+  h = pai_fnv_file(h, o->fasta_file);
+  for (int t = 0; t < in->T; t++) h = pai_fnv_file(pai_fnv_file(h, in->fwd[t]), in->rev[t]);
   return h;
 }
 
@@ -654,12 +638,12 @@ static int run_my_parts(const pai_dist *d, const pai_prep_opts *o, const prep_in
     char name[PAI_PATH_LEN], path[2 * PAI_PATH_LEN + 8], fp[32];
     shard_name(g, p, name, sizeof name);
     snprintf(path, sizeof path, "%s/%s", o->h5_folder, name);
-    uint64_t h = fnv_str(common, g->name);
-    h = fnv(h, (const int64_t[]){p->part, p->n_parts}, 2 * sizeof(int64_t));
+    uint64_t h = pai_fnv_str(common, g->name);
+    h = pai_fnv(h, (const int64_t[]){p->part, p->n_parts}, 2 * sizeof(int64_t));
     for (int64_t k = 0; k < p->count; k++) {
       const tss_row *r = &g->rows[p->first + k];
       const int64_t v[3] = {r->pos, r->strand, r->line};
-      h = fnv(h, v, sizeof v);
+      h = pai_fnv(h, v, sizeof v);
     }
     snprintf(fp, sizeof fp, "%016llx", (unsigned long long)h);
     if (!o->force && pai_shard_is_current(path, fp, p->count, S_in, S_out, T)) {
