@@ -294,3 +294,17 @@ double pai_cone_ref_flops(const pai_config *c, int n, int vi) {
        c->output_dims[0];
   return f;
 }
+
+double pai_twin_flops(const pai_config *c) {
+  const int N = c->num_blocks, L = c->input_length;
+  int lo = pai_crop(c), hi = pai_crop(c) + c->output_length;
+  double f = 0;
+  for (int s = N; s >= 1; s--) {   /* block s - 1 computes rows [lo, hi) of layer s */
+    f += (hi - lo) * block_row_flops(c->model_dim);
+    const int r = 2 * pai_dilation(s - 1);
+    lo = max_i(0, lo - r);
+    hi = min_i(L, hi + r);
+  }
+  f += (double)pai_n_shortcuts(c) * c->output_length * 2.0 * c->model_dim * c->output_dims[0];
+  return 2 * f;
+}

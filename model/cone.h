@@ -76,5 +76,8 @@ size_t pai_cone_bytes(const pai_config *cfg, int n_max, int batch);
  * reference pass over n variants (head 0 only). */
 double pai_cone_alt_flops(const pai_config *cfg, int vi);
 double pai_cone_ref_flops(const pai_config *cfg, int n, int vi);
+/* The same for naive twin scoring of one variant: two forward passes over the rows that feed the
+ * cropped output (model/forward.c), head 0 only. */
+double pai_twin_flops(const pai_config *cfg);
 
 #endif

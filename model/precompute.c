@@ -942,6 +942,15 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
     PAI_INFO("%d TSS rows -> %d sites (chromosome, position, strand), up to %lld SNVs, %d "
              "model(s), %d rank(s); %lld site(s) already done in %s",
              J.n_rows, J.n_sites, (long long)variants, M, d->size, (long long)n_done, dir);
+    for (int m = 0; m < M; m++) {
+      const pai_config *c = &models[m].cfg;
+      const double cone = pai_cone_alt_flops(c, L / 2) +
+                          pai_cone_ref_flops(c, n_max, L / 2) / (3.0 * n_max);
+      PAI_INFO("%s: %.3g GFLOP per SNV (cone, reference pass shared by %d positions) vs %.3g "
+               "GFLOP naive twin scoring: %.1fx less work",
+               o->models->v[m], cone * 1e-9, n_max, pai_twin_flops(c) * 1e-9,
+               pai_twin_flops(c) / cone);
+    }
   }
 
   /* ---- work ---- */

@@ -9,6 +9,10 @@
 #                                                                   -> demo-out/demo_model_finetune/
 #   5. promoterai    score data/demo/variants.tsv on data/demo/genome.fa with the fine-tuned model
 #                    -> demo-out/variants.demo_model_finetune.tsv (the published output naming)
+#   6. pprecompute   every SNV within 500 bp of each TSS of data/demo/tss.tsv, scored by the
+#                    fine-tuned model, 2 MPI ranks, through slurm/precompute_all_snvs.sh (run
+#                    with bash: no Slurm needed) -> demo-out/demo_snvs.tsv.gz (+ .tbi), then
+#                    a tabix query of it
 # The demo model learns the synthetic tracks for about a minute on 2 cores: its scores show the
 # pipeline working, not biology.
 set -euo pipefail
@@ -49,3 +53,10 @@ cat "$out/demo_model_finetune/logs.csv"
 echo
 echo "== $out/variants.demo_model_finetune.tsv"
 cat "$out/variants.demo_model_finetune.tsv"
+echo
+rm -rf "$out/demo_snvs.tsv.gz" "$out/demo_snvs.tsv.gz.tbi" "$out/demo_snvs.tsv.gz.parts"
+BIN="$bin" bash slurm/precompute_all_snvs.sh
+echo
+echo "== tabix $out/demo_snvs.tsv.gz chr1:2195-2196 (columns: the first line of the table)"
+bgzip -dc "$out/demo_snvs.tsv.gz" | head -n 1 || true
+tabix "$out/demo_snvs.tsv.gz" chr1:2195-2196
