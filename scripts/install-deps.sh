@@ -16,6 +16,8 @@ pkgs=(
   zlib1g-dev
   python3 python3-numpy python3-h5py python3-torch   # independent reference for the tests
   python3-pyfaidx python3-pybigwig                   # independent preprocessing reference
+  slurmctld slurmd slurm-client munge # a one-node Slurm cluster for tests/test_slurm.py
+  libpmix2                            # srun --mpi=pmix starts Open MPI ranks through PMIx
 )
 
 missing=()
