@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Sourced by the slurm/*.sh job scripts (after they have found the repository, cd'ed there and set
-# PAI_SCRIPT to their own name, since under sbatch $0 is a copy in the spool directory):
-# the MPI launcher and the printing of each command. Not a job script itself.
+# Sourced by the slurm/*.sh job scripts (after they have set REPO to the repository and PAI_SCRIPT
+# to their own name, since under sbatch $0 is a copy in the spool directory): moves to REPO (the
+# scripts' relative paths start there), the MPI launcher and the printing of each command. Not a
+# job script itself.
 #
 #   pai_mpi PROGRAM ARGS...   run PROGRAM as an MPI job:
 #       inside a Slurm allocation (SLURM_JOB_ID set): srun --mpi=pmix [-n $NP] [-c CPUS_PER_TASK],
@@ -10,6 +11,8 @@
 #           when run as root (mpirun refuses root otherwise).
 #   pai_run ARGS...           print the command line, then run it.
 #   pai_die MESSAGE           print "$PAI_SCRIPT: MESSAGE" on stderr and exit 1.
+
+cd "$REPO"
 
 pai_die() {
     printf '%s: %s\n' "$PAI_SCRIPT" "$*" >&2

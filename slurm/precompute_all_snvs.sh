@@ -49,20 +49,13 @@
 set -euo pipefail
 
 PAI_SCRIPT=precompute_all_snvs.sh
+# Under sbatch this file runs as a copy in Slurm's spool folder, without common.sh beside it:
+# the repository is then the submission folder (or REPO).
 here=$(dirname "${BASH_SOURCE[0]}")
-if [ -n "${REPO:-}" ]; then
-    :
-elif [ -f "$here/$PAI_SCRIPT" ]; then
-    REPO=$here/..
-elif [ -n "${SLURM_SUBMIT_DIR:-}" ] && [ -f "$SLURM_SUBMIT_DIR/slurm/$PAI_SCRIPT" ]; then
-    REPO=$SLURM_SUBMIT_DIR
-else
-    echo "$PAI_SCRIPT: cannot find the repository: submit from its root or set REPO" >&2
-    exit 1
-fi
-cd "$REPO"
+if [ -f "$here/common.sh" ]; then REPO=${REPO:-$here/..}; else REPO=${REPO:-${SLURM_SUBMIT_DIR:-.}}; fi
 # shellcheck source=slurm/common.sh
-. slurm/common.sh
+. "$REPO/slurm/common.sh" 2>/dev/null ||
+    { echo "$PAI_SCRIPT: cannot find the repository: submit from its root or set REPO" >&2; exit 1; }
 
 default_model=demo-out/demo_model_finetune
 TSS_FILE=${TSS_FILE:-data/demo/tss.tsv}

@@ -40,20 +40,13 @@
 set -euo pipefail
 
 PAI_SCRIPT=preprocess.sh
+# Under sbatch this file runs as a copy in Slurm's spool folder, without common.sh beside it:
+# the repository is then the submission folder (or REPO).
 here=$(dirname "${BASH_SOURCE[0]}")
-if [ -n "${REPO:-}" ]; then
-    :
-elif [ -f "$here/$PAI_SCRIPT" ]; then
-    REPO=$here/..
-elif [ -n "${SLURM_SUBMIT_DIR:-}" ] && [ -f "$SLURM_SUBMIT_DIR/slurm/$PAI_SCRIPT" ]; then
-    REPO=$SLURM_SUBMIT_DIR
-else
-    echo "$PAI_SCRIPT: cannot find the repository: submit from its root or set REPO" >&2
-    exit 1
-fi
-cd "$REPO"
+if [ -f "$here/common.sh" ]; then REPO=${REPO:-$here/..}; else REPO=${REPO:-${SLURM_SUBMIT_DIR:-.}}; fi
 # shellcheck source=slurm/common.sh
-. slurm/common.sh
+. "$REPO/slurm/common.sh" 2>/dev/null ||
+    { echo "$PAI_SCRIPT: cannot find the repository: submit from its root or set REPO" >&2; exit 1; }
 
 synth=demo-out/synth
 TSS_FILE=${TSS_FILE:-$synth/tss.tsv}
