@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,6 @@ typedef struct {
   int chrom, strand, site;
   int64_t tss_pos;                            /* 1-based, as given */
   const char *gene, *gene_id, *transcript_id; /* "." when missing or empty */
-  const char *text;                           /* the row's fields joined (duplicate check) */
 } tss_t;
 
 typedef struct {
@@ -70,7 +70,7 @@ typedef struct {
   int64_t n_absent, n_dup, n_off;   /* skipped TSS rows */
   char **chrom_names; /* FASTA order */
   int n_chroms;
-  char *joined;       /* each row's fields joined (tss_t.text points here) */
+  int64_t max_len;    /* the longest chromosome with a kept row (TBI indexes only < 2^29) */
 } job_t;
 
 typedef struct {
@@ -97,9 +97,22 @@ static int by_name(const void *a, const void *b) {
   return strcmp(((const name_idx *)a)->name, ((const name_idx *)b)->name);
 }
 
-static int cmp_text(const void *a, const void *b) {
+/* Rows equal under this give the same output rows: the later ones are duplicates. */
+static int cmp_key(const void *a, const void *b) {
   const tss_t *x = *(tss_t *const *)a, *y = *(tss_t *const *)b;
-  const int c = strcmp(x->text, y->text);
+  int c;
+  if (x->chrom != y->chrom) return x->chrom - y->chrom;
+  if (x->tss_pos != y->tss_pos) return (x->tss_pos > y->tss_pos) - (x->tss_pos < y->tss_pos);
+  if (x->strand != y->strand) return x->strand - y->strand;
+  if ((c = strcmp(x->gene, y->gene)) || (c = strcmp(x->gene_id, y->gene_id)) ||
+      (c = strcmp(x->transcript_id, y->transcript_id)))
+    return c;
+  return 0;
+}
+
+static int cmp_key_line(const void *a, const void *b) {
+  const int c = cmp_key(a, b);
+  const tss_t *x = *(tss_t *const *)a, *y = *(tss_t *const *)b;
   return c ? c : (x->line > y->line) - (x->line < y->line);
 }
 
@@ -144,12 +157,8 @@ static int read_tss(job_t *J, const char *path, char *text, pai_fasta *fa, int f
   name_idx *names = calloc((size_t)J->n_chroms + 1, sizeof *names);
   J->rows = calloc((size_t)t->n_rows + 1, sizeof *J->rows);
   tss_t **ptr = calloc((size_t)t->n_rows + 1, sizeof *ptr);
-  size_t text_bytes = 0;
-  for (int r = 0; r < t->n_rows; r++)
-    for (int c = 0; c < t->n_cols; c++) text_bytes += strlen(pai_tsv_get(t, r, c)) + 1;
-  char *joined = J->joined = malloc(text_bytes + 1);
   int rc = 0;
-  if (!J->chrom_names || !names || !J->rows || !ptr || !joined) {
+  if (!J->chrom_names || !names || !J->rows || !ptr) {
     rc = PAI_ERR_NOMEM;
     goto done;
   }
@@ -158,17 +167,9 @@ static int read_tss(job_t *J, const char *path, char *text, pai_fasta *fa, int f
     names[i] = (name_idx){J->chrom_names[i], i};
   }
   qsort(names, (size_t)J->n_chroms, sizeof *names, by_name);
-  char *jp = joined;
   int n = 0;
   for (int r = 0; r < t->n_rows && rc == 0; r++) {
     tss_t x = {.line = (int)t->lineno[r]};
-    x.text = jp;
-    for (int c = 0; c < t->n_cols; c++) {
-      const size_t len = strlen(pai_tsv_get(t, r, c));
-      memcpy(jp, pai_tsv_get(t, r, c), len);
-      jp += len;
-      *jp++ = c + 1 < t->n_cols ? '\t' : 0;
-    }
     const char *chrom = pai_tsv_get(t, r, c_chrom), *pos_s = pai_tsv_get(t, r, c_pos),
                *strand_s = pai_tsv_get(t, r, c_strand);
     if (pai_parse_i64(pos_s, &x.tss_pos) < 0) {
@@ -197,20 +198,23 @@ static int read_tss(job_t *J, const char *path, char *text, pai_fasta *fa, int f
       J->n_off++;
       continue;
     }
+    if (len > J->max_len) J->max_len = len;
     x.gene = field_or_dot(t, r, c_gene);
     x.gene_id = field_or_dot(t, r, c_gid);
     x.transcript_id = field_or_dot(t, r, c_tid);
     J->rows[n++] = x;
   }
   if (rc) goto done;
-  /* exact duplicates: the first occurrence stays */
+  /* duplicates (the same chrom, position, strand and names): the first occurrence stays */
   for (int i = 0; i < n; i++) ptr[i] = &J->rows[i];
-  qsort(ptr, (size_t)n, sizeof *ptr, cmp_text);
+  qsort(ptr, (size_t)n, sizeof *ptr, cmp_key_line);
   for (int i = 1; i < n; i++)
-    if (!strcmp(ptr[i]->text, ptr[i - 1]->text)) {
+    if (!cmp_key(&ptr[i], &ptr[i - 1])) {
       int first = i - 1;
-      while (first > 0 && !strcmp(ptr[first - 1]->text, ptr[i]->text)) first--;
-      PAI_WARN("%s:%d: exact duplicate of line %d; skipped", path, ptr[i]->line, ptr[first]->line);
+      while (first > 0 && !cmp_key(&ptr[first - 1], &ptr[i])) first--;
+      PAI_WARN("%s:%d: duplicate of line %d (same chromosome, position, strand, gene, gene_id, "
+               "transcript_id); skipped",
+               path, ptr[i]->line, ptr[first]->line);
       ptr[i]->line = -ptr[i]->line;   /* marked */
       J->n_dup++;
     }
@@ -246,7 +250,6 @@ done:
 }
 
 static void job_free(job_t *J) {
-  free(J->joined);
   free(J->rows);
   free(J->sites);
   free(J->chrom_names);
@@ -257,40 +260,50 @@ static void job_free(job_t *J) {
 /* ---- step 3: OUT.parts ------------------------------------------------------------------------ */
 
 /* The identity of a job: what every record depends on. Lines starting with '#' are notes. */
-static void job_identity(const pai_precompute_opts *o, const char *tss_text, size_t tss_len,
-                         char *out, size_t n) {
-  size_t at = 0;
-  at += (size_t)snprintf(out + at, n - at, "format\t1\nflank\t%d\nn_models\t%d\n", o->flank,
-                         o->models->n);
-  at += (size_t)snprintf(out + at, n - at, "tss_file\t%016llx\n# tss_file %s\n",
-                         (unsigned long long)pai_fnv(PAI_FNV_INIT, tss_text, tss_len),
-                         o->tss_file);
+static int job_identity(const pai_precompute_opts *o, const char *tss_text, size_t tss_len,
+                        kstring_t *k) {
+  int bad = ksprintf(k, "format\t1\nflank\t%d\nn_models\t%d\n", o->flank, o->models->n) < 0;
+  bad |= ksprintf(k, "tss_file\t%016llx\n# tss_file %s\n",
+                  (unsigned long long)pai_fnv(PAI_FNV_INIT, tss_text, tss_len), o->tss_file) < 0;
   struct stat st;
   const long long fa_size = stat(o->fasta_file, &st) == 0 ? (long long)st.st_size : -1;
-  at += (size_t)snprintf(out + at, n - at, "fasta_file\t%lld\t%016llx\n# fasta_file %s\n", fa_size,
-                         (unsigned long long)pai_fnv_file(PAI_FNV_INIT, o->fasta_file),
-                         o->fasta_file);
-  for (int m = 0; m < o->models->n && at < n; m++) {
+  bad |= ksprintf(k, "fasta_file\t%lld\t%016llx\n# fasta_file %s\n", fa_size,
+                  (unsigned long long)pai_fnv_file(PAI_FNV_INIT, o->fasta_file),
+                  o->fasta_file) < 0;
+  for (int m = 0; m < o->models->n; m++) {
     char h5[PAI_PATH_LEN + 16];
     snprintf(h5, sizeof h5, "%s/model.h5", o->models->v[m]);
-    at += (size_t)snprintf(out + at, n - at, "model_%d\t%016llx\n# model_%d %s\n", m,
-                           (unsigned long long)pai_fnv_file(PAI_FNV_INIT, h5), m, o->models->v[m]);
+    bad |= ksprintf(k, "model_%d\t%016llx\n# model_%d %s\n", m,
+                    (unsigned long long)pai_fnv_file(PAI_FNV_INIT, h5), m, o->models->v[m]) < 0;
   }
+  return bad ? PAI_ERR_NOMEM : 0;
 }
 
-/* The identity lines without the notes, for comparing. */
-static void strip_notes(const char *in, char *out, size_t n) {
-  size_t at = 0;
-  while (*in && at + 1 < n) {
-    const char *eol = strchr(in, '\n');
-    const size_t len = eol ? (size_t)(eol - in + 1) : strlen(in);
-    if (in[0] != '#' && at + len < n) {
-      memcpy(out + at, in, len);
-      at += len;
+/* The next line of s that is not a note (length in *len), or NULL at the end. */
+static const char *next_fact(const char *s, size_t *len) {
+  while (*s) {
+    const char *eol = strchr(s, '\n');
+    const size_t n = eol ? (size_t)(eol - s + 1) : strlen(s);
+    if (s[0] != '#') {
+      *len = n;
+      return s;
     }
-    in += len;
+    s += n;
   }
-  out[at] = 0;
+  return NULL;
+}
+
+/* 1 when a and b state the same facts (their notes may differ). */
+static int same_identity(const char *a, const char *b) {
+  size_t na = 0, nb = 0;
+  for (;;) {
+    a = next_fact(a, &na);
+    b = next_fact(b, &nb);
+    if (!a || !b) return !a && !b;
+    if (na != nb || memcmp(a, b, na) != 0) return 0;
+    a += na;
+    b += nb;
+  }
 }
 
 static int write_text_atomic(const char *path, const char *text) {
@@ -435,11 +448,9 @@ static int prepare_parts(const char *dir, const char *identity, const job_t *J, 
   size_t old_len = 0;
   if (stat(path, &st) == 0) {
     PAI_TRY(pai_read_file(path, "job identity", &old, &old_len));
-    char a[8192], b[8192];
-    strip_notes(old, a, sizeof a);
-    strip_notes(identity, b, sizeof b);
+    const int same = same_identity(old, identity);
     free(old);
-    if (strcmp(a, b) != 0) {
+    if (!same) {
       PAI_ERR("%s was written for other inputs (TSS table, FASTA, models or --flank differ); "
               "remove %s to start over",
               path, dir);
@@ -462,6 +473,7 @@ static int prepare_parts(const char *dir, const char *identity, const job_t *J, 
 /* ---- step 4: scoring one site ----------------------------------------------------------------- */
 
 typedef struct {
+  pai_counter *wc;     /* polled between batches, so that rank 0 serves the others' requests */
   pai_cone *cones;     /* [n_models] */
   int n_models, L, batch;
   char *seq;           /* (n_max - 1 + L) */
@@ -497,6 +509,7 @@ static int score_site(worker_t *w, pai_fasta *fa, const job_t *J, int s, double 
   for (int m = 0; m < M; m++) {
     PAI_TRY(pai_cone_reference(&w->cones[m], w->u, n, vi));
     for (int i0 = 0; i0 < n_items; i0 += w->batch) {
+      if (w->wc) pai_counter_poll(w->wc);
       const int B = n_items - i0 < w->batch ? n_items - i0 : w->batch;
       for (int b = 0; b < B; b++) {
         const int idx = w->slot_of[i0 + b], j = idx / 3, slot = idx % 3;
@@ -579,15 +592,16 @@ static int merge(const pai_precompute_opts *o, const char *dir, job_t *J, merge_
   char **files = NULL;
   int n_files = 0, rc = 0;
   int64_t n_found = 0;
-  FILE **fps = NULL;
   BGZF *bg = NULL;
   double **raws = NULL;
   char **bases = NULL;
   int64_t *keys = NULL;
+  /* TBI for chromosomes shorter than 2^29 (every human one), CSI (min_shift 14) beyond */
+  const int csi = J->max_len >= (INT64_C(1) << 29);
   char out_tmp[PAI_PATH_LEN + 8], tbi[PAI_PATH_LEN + 8], tbi_tmp[PAI_PATH_LEN + 16];
   snprintf(out_tmp, sizeof out_tmp, "%s.tmp", o->out);
-  snprintf(tbi, sizeof tbi, "%s.tbi", o->out);
-  snprintf(tbi_tmp, sizeof tbi_tmp, "%s.tbi.tmp", o->out);
+  snprintf(tbi, sizeof tbi, "%s.%s", o->out, csi ? "csi" : "tbi");
+  snprintf(tbi_tmp, sizeof tbi_tmp, "%s.tmp", tbi);
   if (!refs) return PAI_ERR_NOMEM;
   PAI_CHECK(scan_parts(dir, J, M, 0, &files, &n_files, refs, &n_found));
   if (n_found != J->n_sites) {
@@ -596,19 +610,12 @@ static int merge(const pai_precompute_opts *o, const char *dir, job_t *J, merge_
     rc = PAI_ERR_RUNTIME;
     goto fail;
   }
-  fps = calloc((size_t)n_files + 1, sizeof *fps);
   raws = calloc((size_t)J->n_sites + 1, sizeof *raws);
   bases = calloc((size_t)J->n_sites + 1, sizeof *bases);
-  if (!fps || !raws || !bases) {
+  if (!raws || !bases) {
     rc = PAI_ERR_NOMEM;
     goto fail;
   }
-  for (int f = 0; f < n_files; f++)
-    if (!(fps[f] = fopen(files[f], "rb"))) {
-      PAI_ERR("cannot open %s: %s", files[f], strerror(errno));
-      rc = PAI_ERR_IO;
-      goto fail;
-    }
   qsort(J->rows, (size_t)J->n_rows, sizeof *J->rows, cmp_output);
   if (!(bg = bgzf_open(out_tmp, "w"))) {
     PAI_ERR("cannot create %s: %s", out_tmp, strerror(errno));
@@ -653,14 +660,16 @@ static int merge(const pai_precompute_opts *o, const char *dir, job_t *J, merge_
       const size_t nraw = (size_t)J->sites[s].n * 3 * M;
       raws[s] = malloc(nraw * sizeof(double));
       bases[s] = malloc((size_t)J->sites[s].n);
-      FILE *fp = fps[refs[s].file];
+      /* one open per record: the part files can outnumber the open-file limit */
+      FILE *fp = raws[s] && bases[s] ? fopen(files[refs[s].file], "rb") : NULL;
       if (!raws[s] || !bases[s]) rc = PAI_ERR_NOMEM;
-      else if (fseek(fp, refs[s].off + (long)sizeof(rec_head), SEEK_SET) != 0 ||
+      else if (!fp || fseek(fp, refs[s].off + (long)sizeof(rec_head), SEEK_SET) != 0 ||
                fread(raws[s], sizeof(double), nraw, fp) != nraw ||
                fread(bases[s], 1, (size_t)J->sites[s].n, fp) != (size_t)J->sites[s].n) {
         PAI_ERR("cannot read a record of %s", files[refs[s].file]);
         rc = PAI_ERR_IO;
       }
+      if (fp) fclose(fp);
     }
     if (rc) break;
     free(keys);
@@ -737,7 +746,8 @@ static int merge(const pai_precompute_opts *o, const char *dir, job_t *J, merge_
   }
   /* tabix: chrom column 2, pos column 3, the header line skipped */
   const tbx_conf_t conf = {TBX_GENERIC, 2, 3, 3, '#', 1};
-  if (tbx_index_build3(out_tmp, tbi_tmp, 0, o->threads > 1 ? o->threads : 0, &conf) != 0) {
+  if (tbx_index_build3(out_tmp, tbi_tmp, csi ? 14 : 0, o->threads > 1 ? o->threads : 0, &conf) !=
+      0) {
     PAI_ERR("cannot build the tabix index of %s", out_tmp);
     rc = PAI_ERR_IO;
     goto fail;
@@ -754,9 +764,6 @@ fail:
     unlink(out_tmp);
     unlink(tbi_tmp);
   }
-  for (int f = 0; fps && f < n_files; f++)
-    if (fps[f]) fclose(fps[f]);
-  free(fps);
   for (int s = 0; raws && s < J->n_sites; s++) free(raws[s]);
   for (int s = 0; bases && s < J->n_sites; s++) free(bases[s]);
   free(raws);
@@ -792,7 +799,8 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
   worker_t w = {0};
   unsigned char *done = NULL, *rec_buf = NULL;
   double *raw = NULL;
-  char *bases = NULL, *tss_text = NULL, *identity = NULL;
+  char *bases = NULL, *tss_text = NULL;
+  kstring_t identity = {0, 0, NULL};
   size_t tss_len = 0;
   FILE *part = NULL;
   int64_t *todo = NULL;
@@ -882,12 +890,11 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
 
   /* ---- OUT.parts: identity and finished sites (rank 0), shared with every rank ---- */
   done = calloc((size_t)J.n_sites + 1, 1);
-  identity = malloc(16384);
-  if (!done || !identity) rc = PAI_ERR_NOMEM;
+  if (!done) rc = PAI_ERR_NOMEM;
   int64_t n_done = 0;
   if (rc == 0 && d->rank == 0) {
-    job_identity(o, tss_text, tss_len, identity, 16384);
-    rc = prepare_parts(dir, identity, &J, M, done, &n_done);
+    rc = job_identity(o, tss_text, tss_len, &identity);
+    if (rc == 0) rc = prepare_parts(dir, identity.s, &J, M, done, &n_done);
   }
   rc = pai_dist_agree(d, rc);
   if (rc < 0) goto done;
@@ -910,6 +917,7 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
 
   /* ---- scorers ---- */
   const int L = models[0].cfg.input_length, n_max = 2 * o->flank + 1;
+  w.wc = &wc;
   w.n_models = M;
   w.L = L;
   w.batch = o->batch_size;
@@ -954,8 +962,10 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
   }
 
   /* ---- work ---- */
-  PAI_CHECK(pai_counter_init(&wc, d));
+  rc = pai_counter_init(&wc, d);
   have_counter = 1;
+  rc = pai_dist_agree(d, rc);
+  if (rc < 0) goto done;
   {
     int err = 0;
     int64_t mine = 0, variants = 0;
@@ -1004,10 +1014,11 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
     const double t_merge = pai_now_s();
     rc = merge(o, dir, &J, &cnt);
     if (rc == 0) {
-      PAI_INFO("wrote %s (+ .tbi): %lld rows in %.1f s (merge %.1f s); skipped: %lld TSS rows on "
+      PAI_INFO("wrote %s (+ .%s): %lld rows in %.1f s (merge %.1f s); skipped: %lld TSS rows on "
                "chromosomes absent from the FASTA, %lld outside their chromosome, %lld duplicate "
                "TSS rows, %lld positions whose reference base is not A/C/G/T",
-               o->out, (long long)cnt.rows, pai_now_s() - t_start, pai_now_s() - t_merge,
+               o->out, J.max_len >= (INT64_C(1) << 29) ? "csi" : "tbi", (long long)cnt.rows,
+               pai_now_s() - t_start, pai_now_s() - t_merge,
                (long long)J.n_absent, (long long)J.n_off, (long long)J.n_dup,
                (long long)cnt.skipped_pos);
     }
@@ -1037,6 +1048,6 @@ done:
   free(bases);
   free(rec_buf);
   free(tss_text);
-  free(identity);
+  free(identity.s);
   return rc;
 }

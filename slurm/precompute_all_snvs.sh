@@ -94,8 +94,11 @@ summary() {
     tabix "$OUT" "$chrom:$pos-$((pos + 1))"
 }
 
-if [ -f "$OUT" ] && [ -f "$OUT.tbi" ] && [ ! -d "$OUT.parts" ] && [ "${OVERWRITE:-0}" != 1 ]; then
+# pprecompute renames OUT into place only once it is complete (its index first): an OUT here is
+# finished, even if the job stopped before removing OUT.parts.
+if [ -f "$OUT" ] && [ "${OVERWRITE:-0}" != 1 ]; then
     echo "$PAI_SCRIPT: $OUT is finished; nothing to do (OVERWRITE=1 rebuilds it)"
+    if [ -d "$OUT.parts" ]; then rm -rf "$OUT.parts"; fi
     summary
     exit 0
 fi
