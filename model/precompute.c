@@ -260,11 +260,10 @@ static void job_free(job_t *J) {
 /* ---- step 3: OUT.parts ------------------------------------------------------------------------ */
 
 /* The identity of a job: what every record depends on. Lines starting with '#' are notes. */
-static int job_identity(const pai_precompute_opts *o, const char *tss_text, size_t tss_len,
-                        kstring_t *k) {
+static int job_identity(const pai_precompute_opts *o, uint64_t tss_hash, kstring_t *k) {
   int bad = ksprintf(k, "format\t1\nflank\t%d\nn_models\t%d\n", o->flank, o->models->n) < 0;
   bad |= ksprintf(k, "tss_file\t%016llx\n# tss_file %s\n",
-                  (unsigned long long)pai_fnv(PAI_FNV_INIT, tss_text, tss_len), o->tss_file) < 0;
+                  (unsigned long long)tss_hash, o->tss_file) < 0;
   struct stat st;
   const long long fa_size = stat(o->fasta_file, &st) == 0 ? (long long)st.st_size : -1;
   bad |= ksprintf(k, "fasta_file\t%lld\t%016llx\n# fasta_file %s\n", fa_size,
@@ -805,7 +804,6 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
   FILE *part = NULL;
   int64_t *todo = NULL;
   pai_counter wc = {0};
-  int have_counter = 0;
   char dir[PAI_PATH_LEN + 8], part_path[PAI_PATH_LEN + 32];
   snprintf(dir, sizeof dir, "%s.parts", o->out);
   snprintf(part_path, sizeof part_path, "%s/part-%d.bin", dir, d->rank);
@@ -845,6 +843,7 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
   rc = pai_dist_agree(d, rc);
   if (rc < 0) goto done;
   PAI_CHECK(pai_dist_bcast_bytes(d, 0, &tss_text, &tss_len));
+  const uint64_t tss_hash = pai_fnv(PAI_FNV_INIT, tss_text, tss_len);   /* before parsing splits it */
   /* rank 0 opens the FASTA first: it may build the index, which the others then read */
   if (d->rank == 0) rc = pai_fasta_open(&fa, o->fasta_file);
   rc = pai_dist_agree(d, rc);
@@ -852,14 +851,8 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
   if (d->rank != 0) rc = pai_fasta_open(&fa, o->fasta_file);
   rc = pai_dist_agree(d, rc);
   if (rc < 0) goto done;
-  {
-    char *copy = malloc(tss_len + 1);
-    if (!copy) rc = PAI_ERR_NOMEM;
-    else {
-      memcpy(copy, tss_text, tss_len + 1);
-      rc = read_tss(&J, o->tss_file, copy, fa, o->flank);
-    }
-  }
+  rc = read_tss(&J, o->tss_file, tss_text, fa, o->flank);   /* the table now owns the text */
+  tss_text = NULL;
   if (rc == 0 && J.n_rows == 0) {
     PAI_ERR("%s: no TSS row can be scored (%lld on chromosomes absent from %s, %lld outside "
             "their chromosome, %lld duplicates)",
@@ -893,7 +886,7 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
   if (!done) rc = PAI_ERR_NOMEM;
   int64_t n_done = 0;
   if (rc == 0 && d->rank == 0) {
-    rc = job_identity(o, tss_text, tss_len, &identity);
+    rc = job_identity(o, tss_hash, &identity);
     if (rc == 0) rc = prepare_parts(dir, identity.s, &J, M, done, &n_done);
   }
   rc = pai_dist_agree(d, rc);
@@ -963,7 +956,6 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
 
   /* ---- work ---- */
   rc = pai_counter_init(&wc, d);
-  have_counter = 1;
   rc = pai_dist_agree(d, rc);
   if (rc < 0) goto done;
   {
@@ -1028,7 +1020,7 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
 fail:
 done:
   pai_log_set_mute(0);
-  if (have_counter) pai_counter_free(&wc);
+  pai_counter_free(&wc);   /* a no-op before pai_counter_init */
   if (part) fclose(part);
   for (int m = 0; w.cones && m < M; m++) pai_cone_free(&w.cones[m]);
   free(w.cones);
