@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
   if (pai_model_create(&m, &cfg) < 0) return 1;
   pai_params_init_random(&m.params, 1);
   pai_infer inf;
-  if (pai_infer_init(&inf, &m, B, PAI_HEAD(0), PAI_DEVICE_CPU) < 0) return 1;
+  if (pai_infer_init(&inf, &m, B, PAI_HEAD(0), &PAI_BACKEND_CPU) < 0) return 1;
   uint8_t *codes = malloc((size_t)B * cfg.input_length);
   pai_rng rng;
   pai_rng_seed(&rng, 3, 0);

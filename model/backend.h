@@ -1,23 +1,35 @@
-/* backend.h - where the model runs. The choice is made once, here, from `--device`;
- * layers never test for it. The CUDA backend (issue "GPU backend") plugs in behind the same
- * pai_infer interface; until then `cuda` is refused with a clear message. */
+/* backend.h - where the model runs. The choice is made once, here, from `--device` and
+ * `--precision`; layers never test for it. The GPU backend (model/gpu.h) plugs in behind the
+ * same pai_infer interface as the CPU. */
 #ifndef PAI_BACKEND_H
 #define PAI_BACKEND_H
 
 #include "model/pai.h"
 
 typedef enum { PAI_DEVICE_CPU = 0, PAI_DEVICE_CUDA = 1 } pai_device;
+typedef enum { PAI_PRECISION_FP32 = 0, PAI_PRECISION_BF16 = 1 } pai_precision;
 
-/* Parses "cpu", "cuda" or "auto" and resolves "auto" to what this build and machine offer. */
-int pai_device_select(const char *name, pai_device *out) PAI_WUR;
+typedef struct {
+  pai_device device;
+  pai_precision precision;   /* GPU: the dense layers' operands (the CPU always runs fp32) */
+  int gpu_index;             /* GPU: which device, modulo the count (pass the node-local rank) */
+} pai_backend;
+
+#define PAI_BACKEND_CPU ((pai_backend){PAI_DEVICE_CPU, PAI_PRECISION_FP32, 0})
+
+/* Parses "cpu", "cuda" or "auto". "auto" is cuda when a GPU is visible and the program has a
+ * GPU path (gpu_ok), else cpu; "cuda" without a GPU, or where the program has no GPU path, is
+ * a usage error. */
+int pai_device_select(const char *name, int gpu_ok, pai_device *out) PAI_WUR;
 const char *pai_device_name(pai_device d);
+/* Parses "fp32" or "bf16". */
+int pai_precision_select(const char *name, pai_precision *out) PAI_WUR;
+const char *pai_precision_name(pai_precision p);
 
 /* Sets the CPU thread count (OpenMP and the BLAS); n <= 0 keeps the default. */
 void pai_set_threads(int n);
 int pai_get_threads(void);
 
-/* Number of CUDA devices visible (0 without a GPU or without the CUDA build). */
-int pai_cuda_device_count(void);
 /* One line describing the build: BLAS, CUDA toolkit, cuDNN, NCCL versions (where built). */
 void pai_build_info(char *out, size_t out_len);
 

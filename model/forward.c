@@ -76,7 +76,7 @@ int pai_block_fold_init(const pai_model *model, pai_block_fold **fold_out, float
 int pai_ffn_chunk(int D) { return ffn_chunk(D); }
 
 int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsigned heads_mask,
-                   pai_device device) {
+                   const pai_backend *backend) {
   memset(inf, 0, sizeof *inf);
   const pai_config *c = &model->cfg;
   const int N = c->num_blocks, D = c->model_dim, L = c->input_length;
@@ -84,12 +84,8 @@ int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsign
     PAI_ERR("batch size must be >= 1 (got %d)", max_batch);
     return PAI_ERR_USAGE;
   }
-  if (device != PAI_DEVICE_CPU) {
-    PAI_ERR("device %s: no forward implementation in this build", pai_device_name(device));
-    return PAI_ERR_USAGE;
-  }
   inf->model = model;
-  inf->device = device;
+  inf->backend = *backend;
   inf->max_batch = max_batch;
   inf->heads_mask = heads_mask & ((1u << c->n_heads) - 1);
   inf->chunk = ffn_chunk(D);
@@ -115,6 +111,12 @@ int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsign
     return rc;
   }
 
+  if (backend->device == PAI_DEVICE_CUDA) {
+    rc = pai_infer_gpu_init(inf);
+    if (rc < 0) pai_infer_free(inf);
+    return rc;
+  }
+
   rc = pai_arena_init(&inf->arena, pai_infer_bytes(c, max_batch));
   if (rc < 0) {
     pai_infer_free(inf);
@@ -130,6 +132,7 @@ int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsign
 }
 
 void pai_infer_free(pai_infer *inf) {
+  pai_infer_gpu_free(inf);
   free(inf->lo);
   free(inf->hi);
   free(inf->fold);
@@ -205,9 +208,9 @@ int pai_infer_forward(pai_infer *inf, const uint8_t *codes, int B, float *const 
     PAI_ERR("batch of %d sequences, but the arena holds %d", B, inf->max_batch);
     return PAI_ERR_USAGE;
   }
-  switch (inf->device) {
+  switch (inf->backend.device) {
     case PAI_DEVICE_CPU: return forward_cpu(inf, codes, B, outs);
-    case PAI_DEVICE_CUDA: break;
+    case PAI_DEVICE_CUDA: return pai_infer_gpu_forward(inf, codes, B, outs);
   }
   return PAI_ERR_USAGE;
 }

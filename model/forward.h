@@ -1,12 +1,14 @@
 /* forward.h - inference: head outputs for a batch of sequences.
  *
  *   pai_infer inf;
- *   PAI_TRY(pai_infer_init(&inf, &model, max_batch, PAI_HEAD(0), PAI_DEVICE_CPU));
+ *   PAI_TRY(pai_infer_init(&inf, &model, max_batch, PAI_HEAD(0), &PAI_BACKEND_CPU));
  *   PAI_TRY(pai_infer_forward(&inf, codes, B, outs));    codes: (B, L) base codes
  *   pai_infer_free(&inf);
  *
  * outs[j] is (B, O, T_j) float, written for each head j in the mask (others are not touched).
  * The activation arena is sized once, in init, for max_batch sequences of the model's L.
+ * With a cuda backend the weights and activations live on the GPU (model/forward_gpu.c);
+ * codes and outs stay host buffers.
  *
  * Exactness: batch norm is applied in its inference form folded into neighbouring loops, and
  * only positions that feed the cropped output are computed. Both are exact up to float
@@ -26,9 +28,11 @@ typedef struct {
   float *scale2, *shift2;    /* BN2 as an affine map: (D), (D) */
 } pai_block_fold;
 
+struct pai_infer_gpu;
+
 typedef struct {
   const pai_model *model;
-  pai_device device;
+  pai_backend backend;
   int max_batch;
   unsigned heads_mask;
   int *lo, *hi;              /* [N + 1]: rows of layer_i that feed the cropped outputs */
@@ -41,7 +45,9 @@ typedef struct {
   float *head_tmp;           /* (O, max T) */
   float **taps;              /* NULL, or [n_shortcuts] caller buffers (max_batch, O, D): the
                               * cropped rows of each shortcut layer (k = 0 is layer N) are copied
-                              * there by pai_infer_forward, for head-only fine-tuning */
+                              * there by pai_infer_forward, for head-only fine-tuning
+                              * (CPU only) */
+  struct pai_infer_gpu *gpu; /* the GPU side (backend cuda), see forward_gpu.c */
 } pai_infer;
 
 /* The blocks' batch norms folded into the depthwise kernels and FFN inputs (inference mode):
@@ -52,11 +58,16 @@ int pai_block_fold_init(const pai_model *model, pai_block_fold **fold, float **d
 int pai_ffn_chunk(int D);
 
 int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsigned heads_mask,
-                   pai_device device) PAI_WUR;
+                   const pai_backend *backend) PAI_WUR;
 int pai_infer_forward(pai_infer *inf, const uint8_t *codes, int B, float *const *outs) PAI_WUR;
 void pai_infer_free(pai_infer *inf);
 
-/* Bytes of activations pai_infer_init will allocate. */
+/* The GPU side of pai_infer (forward_gpu.c), called by the functions above. */
+int pai_infer_gpu_init(pai_infer *inf) PAI_WUR;
+int pai_infer_gpu_forward(pai_infer *inf, const uint8_t *codes, int B, float *const *outs) PAI_WUR;
+void pai_infer_gpu_free(pai_infer *inf);
+
+/* Bytes of host activations pai_infer_init allocates for the CPU. */
 size_t pai_infer_bytes(const pai_config *cfg, int max_batch);
 
 /* Floating point operations of one forward pass over the positions actually computed

@@ -104,7 +104,7 @@ int pai_predict_run(const pai_predict_opts *o) {
   int n = 0;
   PAI_CHECK(read_seqs(o->seq_file, c->input_length, &codes, &n));
   const int B = o->batch_size < 1 ? 1 : o->batch_size;
-  PAI_CHECK(pai_infer_init(&inf, &model, B, PAI_ALL_HEADS, o->device));
+  PAI_CHECK(pai_infer_init(&inf, &model, B, PAI_ALL_HEADS, &o->backend));
 
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o->out, (long)getpid());
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);

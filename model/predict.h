@@ -13,7 +13,7 @@
 typedef struct {
   const char *model_folder, *seq_file, *out;
   int batch_size;
-  pai_device device;
+  pai_backend backend;
 } pai_predict_opts;
 
 int pai_predict_run(const pai_predict_opts *o) PAI_WUR;

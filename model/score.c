@@ -214,7 +214,7 @@ int pai_score_run(const pai_score_opts *o) {
   PAI_CHECK(pai_vartable_open(&vt, o->var_file));
   PAI_CHECK(pai_fasta_open(&fa, o->fasta_file));
   const int L = c->input_length, O = c->output_length, T = c->output_dims[0];
-  PAI_CHECK(pai_infer_init(&inf, &model, 2 * o->batch_size, PAI_HEAD(0), o->device));
+  PAI_CHECK(pai_infer_init(&inf, &model, 2 * o->batch_size, PAI_HEAD(0), &o->backend));
   PAI_CHECK(batch_init(&b, o->batch_size, L, O, T));
 
   if (o->output && o->output[0])
@@ -238,7 +238,7 @@ int pai_score_run(const pai_score_opts *o) {
   double last_report = t0;
   PAI_INFO("scoring %s with %s (%d blocks, D %d, L %d), batch %d, %d thread(s), device %s",
            o->var_file, o->model_folder, c->num_blocks, c->model_dim, L, o->batch_size,
-           pai_get_threads(), pai_device_name(o->device));
+           pai_get_threads(), pai_device_name(o->backend.device));
   for (;;) {
     int n = 0, n_seq = 0;
     while (n < b.cap) {

@@ -22,7 +22,7 @@ typedef struct {
   int input_length;
   int batch_size;         /* variants per forward batch (2 sequences each) */
   int raw;                /* 1: also write a `raw` column (the unrounded mean difference) */
-  pai_device device;
+  pai_backend backend;
 } pai_score_opts;
 
 int pai_score_run(const pai_score_opts *o) PAI_WUR;

@@ -75,7 +75,7 @@ static int validate(const pai_dist *d, pai_comm *comm, const pai_model *model, p
                 hi = val->n_samples * (d->rank + 1) / d->size;
   pai_infer inf;
   float *pred = malloc((size_t)local * O * T * sizeof(float));
-  int rc = pred ? pai_infer_init(&inf, model, local, PAI_HEAD(0), PAI_DEVICE_CPU) : PAI_ERR_NOMEM;
+  int rc = pred ? pai_infer_init(&inf, model, local, PAI_HEAD(0), &PAI_BACKEND_CPU) : PAI_ERR_NOMEM;
   double sums[2] = {0, (double)(hi - lo)};
   for (int64_t i = lo; rc == 0 && i < hi; i += local) {
     const int nb = hi - i < local ? (int)(hi - i) : local;

@@ -63,8 +63,12 @@ def nontrivial(heads):
     return all(float((h[:-1] != 0).double().mean(dim=(0, 1)).min()) >= 0.1 for h in heads)
 
 
-def run_case(ck, pmodel, tmp, case, seed):
+def run_case(ck, pmodel, tmp, case, seed, extra_args=(), label="", rtol=RTOL,
+             atol_rel_scale=ATOL_REL_SCALE):
+    """Checks `pmodel predict` (with extra_args) on one case; returns {head j: output} (also
+    for tests/test_gpu_forward.py, which runs the GPU backend through this function)."""
     name, N, D, dims, names, O, extra, int_dtype, vlen, batch = case
+    outputs = {}
     L = O + 2 * R.receptive_radius(N) + extra
     folder = os.path.join(tmp, name)
     rng = np.random.default_rng(seed)
@@ -87,9 +91,10 @@ def run_case(ck, pmodel, tmp, case, seed):
     seq_file = os.path.join(tmp, name + "_seqs.txt")
     with open(seq_file, "w") as fh:
         fh.write("\n".join(seqs) + "\n")
-    out = os.path.join(tmp, name + "_out.h5")
+    out = os.path.join(tmp, name + label.replace(" ", "_") + "_out.h5")
     cmd = [pmodel, "predict", "--model_folder", folder, "--seq_file", seq_file, "--out", out,
-           "--threads", "2"]
+           "--threads", "2", *extra_args]
+    name = name + (f" [{label}]" if label else "")
     if batch:
         cmd += ["--batch_size", str(batch)]
     print(f"--- {name}: N={N} D={D} heads={dims} L={L} O={O} radius={R.receptive_radius(N)} "
@@ -97,7 +102,7 @@ def run_case(ck, pmodel, tmp, case, seed):
     proc = run(cmd)
     if not ck.check(proc.returncode == 0, f"{name}: pmodel predict exit status 0 "
                                           f"(got {proc.returncode})"):
-        return
+        return outputs
     with h5py.File(out, "r") as f:
         present = sorted(k for k in f.keys() if k.startswith("head_"))
         ck.check(present == [f"head_{j}" for j in range(len(dims))],
@@ -109,15 +114,17 @@ def run_case(ck, pmodel, tmp, case, seed):
             if not ck.check(got.shape == (N_SEQS, O, T),
                             f"{name}: head_{j} shape {got.shape} == {(N_SEQS, O, T)}"):
                 continue
+            outputs[j] = got
             r = ref[j].numpy()
             scale = float(np.abs(r).max())
-            atol = ATOL_REL_SCALE * scale
-            ok, max_abs, max_rel, ratio = allclose_report(got, r, atol, RTOL)
-            _, f32_abs, f32_rel, _ = allclose_report(ref32[j].numpy(), r, atol, RTOL)
+            atol = atol_rel_scale * scale
+            ok, max_abs, max_rel, ratio = allclose_report(got, r, atol, rtol)
+            _, f32_abs, f32_rel, _ = allclose_report(ref32[j].numpy(), r, atol, rtol)
             ck.check(ok, f"{name}: head_{j} max abs err {max_abs:.2e}, max rel err {max_rel:.2e}"
-                         f" (atol {atol:.1e} = {ATOL_REL_SCALE} x scale {scale:.3f}, rtol {RTOL};"
+                         f" (atol {atol:.1e} = {atol_rel_scale} x scale {scale:.3f}, rtol {rtol};"
                          f" worst err/allowed {ratio:.3f}; torch float32 for comparison: abs "
                          f"{f32_abs:.2e}, rel {f32_rel:.2e})")
+    return outputs
 
 
 def main():

@@ -108,7 +108,7 @@ static int cmd_info(int argc, char **argv) {
 
 static int cmd_predict(int argc, char **argv) {
   char folder[PAI_PATH_LEN] = "", seqs[PAI_PATH_LEN] = "", out[PAI_PATH_LEN] = "",
-       device[PAI_PATH_LEN] = "cpu";
+       device[32] = "auto", precision[32] = "fp32";
   int batch = 4, threads = 0;
   pai_opt opts[] = {
       {"model_folder", PAI_OPT_STR, folder, "model folder", 1, 0},
@@ -116,7 +116,8 @@ static int cmd_predict(int argc, char **argv) {
       {"out", PAI_OPT_STR, out, "output HDF5 (/head_j [n, output_length, T_j])", 1, 0},
       {"batch_size", PAI_OPT_INT, &batch, "sequences per forward batch", 0, 0},
       {"threads", PAI_OPT_INT, &threads, "CPU threads", 0, 0},
-      {"device", PAI_OPT_STR, device, "cpu, cuda or auto", 0, 0},
+      {"device", PAI_OPT_STR, device, "cpu, cuda, or auto (cuda when a GPU is visible)", 0, 0},
+      {"precision", PAI_OPT_STR, precision, "GPU dense layers: fp32 or bf16", 0, 0},
   };
   int rc = pai_opts_parse(opts, N_OPTS(opts), "pmodel predict", "pmodel",
                           "Writes every head's output for each input sequence.", argc, argv);
@@ -124,7 +125,9 @@ static int cmd_predict(int argc, char **argv) {
   pai_set_threads(threads);
   pai_predict_opts po = {.model_folder = folder, .seq_file = seqs, .out = out,
                          .batch_size = batch};
-  if (pai_device_select(device, &po.device) < 0) return 2;
+  if (pai_device_select(device, 1, &po.backend.device) < 0 ||
+      pai_precision_select(precision, &po.backend.precision) < 0)
+    return 2;
   return pai_exit_code(pai_predict_run(&po));
 }
 

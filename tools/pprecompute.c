@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
   pai_device dev = PAI_DEVICE_CPU;
   if (rc == 0) {
     if (d.rank != 0) pai_log_set_mute(1);
-    rc = pai_device_select(device, &dev);
+    rc = pai_device_select(device, 0, &dev);
     pai_log_set_mute(0);
   }
   if (rc == 0) {

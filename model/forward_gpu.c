@@ -1,0 +1,247 @@
+/* forward_gpu.c - inference on the GPU backend (forward.h's pai_infer with device cuda).
+ *
+ * The same computation as forward.c, on the same rows (forward.h), over model/gpu.h:
+ *   stem rows of layer_0; then per block
+ *     m  = x + dwconv(BN1(x))                          element-wise kernel, float32
+ *     g  = pack(BN2(m)) as the dense layers' type        element-wise kernel
+ *     t  = ReLU(g W1 + b1)                             one product over the batch's rows
+ *     m += t W2 + b2                                   one product per sequence (accumulates)
+ *   and at a shortcut layer, per head, out += ReLU(pack(crop rows) P + c).
+ * The residual stream (x, m) and head outputs stay float32; with bf16 precision the dense
+ * layers read bf16 operands (weights converted once, at init) and accumulate in float32. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/forward.h"
+#include "model/gpu.h"
+#include "model/gpu_kernels.h"
+#include "mpi/log.h"
+
+typedef struct {
+  float *ws, *wc, *bdw, *scale2, *shift2, *b2;
+  void *w1, *b1, *w2;   /* the dense layers' type; b1 too (the product writes that type) */
+} gpu_block;
+
+struct pai_infer_gpu {
+  pai_gpu *g;
+  pai_dtype dt;
+  int max_rows;              /* most rows of any layer computed per sequence */
+  uint8_t *codes;            /* (B, L) */
+  float *x, *m;              /* (B, L, D) */
+  void *gin, *t;             /* (B max_rows, D), (B max_rows, 4D): dense-layer operands */
+  void *hin;                 /* (B O, D): a shortcut layer's cropped rows, packed */
+  float *htmp;               /* (B O, max T) */
+  float *out[PAI_MAX_HEADS]; /* (B, O, T_j) */
+  float *stem_w, *stem_b;
+  gpu_block *blk;            /* [N] */
+  void **proj_w;             /* [n_heads * n_short], (D, T_j) */
+  float **proj_b;            /* [n_heads * n_short], (T_j) */
+};
+
+int pai_gemm_check(const pai_gemm *p) {
+  if (p->M < 1 || p->N < 1 || p->K < 1 || !p->a || !p->b || !p->c ||
+      (p->c_type == PAI_BF16 && p->ab_type != PAI_BF16) || (p->beta != 0.0f && p->beta != 1.0f)) {
+    PAI_ERR("gemm: bad problem (M %d N %d K %d, %s x %s -> %s, beta %g)", p->M, p->N, p->K,
+            pai_dtype_name(p->ab_type), pai_dtype_name(p->ab_type), pai_dtype_name(p->c_type),
+            (double)p->beta);
+    return PAI_ERR_RUNTIME;
+  }
+  const int64_t a_cols = p->trans_a ? p->M : p->K, b_cols = p->trans_b ? p->K : p->N;
+  if (p->lda < a_cols || p->ldb < b_cols || p->ldc < p->N) {
+    PAI_ERR("gemm: leading dimension too small (lda %lld, ldb %lld, ldc %lld)",
+            (long long)p->lda, (long long)p->ldb, (long long)p->ldc);
+    return PAI_ERR_RUNTIME;
+  }
+  return 0;
+}
+
+static float *put_f32(pai_gpu *g, const float *host, size_t n, const char *what) {
+  float *d = pai_gpu_alloc(g, n * sizeof *d, what);
+  if (d && pai_gpu_upload(g, d, host, n * sizeof *d) < 0) return NULL;
+  return d;
+}
+
+/* Uploads n floats as type dt (bf16: rounded to nearest even on the host). */
+static void *put_typed(pai_gpu *g, const float *host, size_t n, pai_dtype dt, const char *what) {
+  if (dt == PAI_F32) return put_f32(g, host, n, what);
+  uint16_t *tmp = malloc(n * sizeof *tmp);
+  void *d = tmp ? pai_gpu_alloc(g, n * sizeof *tmp, what) : NULL;
+  if (!tmp) PAI_ERR("out of memory");
+  if (d) {
+    for (size_t i = 0; i < n; i++) tmp[i] = pai_to_bf16(host[i]);
+    if (pai_gpu_upload(g, d, tmp, n * sizeof *tmp) < 0) d = NULL;
+  }
+  free(tmp);
+  return d;
+}
+
+static int max_tracks(const pai_config *c) {
+  int t = 0;
+  for (int j = 0; j < c->n_heads; j++)
+    if (c->output_dims[j] > t) t = c->output_dims[j];
+  return t;
+}
+
+void pai_infer_gpu_free(pai_infer *inf) {
+  struct pai_infer_gpu *s = inf->gpu;
+  if (!s) return;
+  pai_gpu_close(s->g);   /* frees every allocation */
+  free(s->blk);
+  free(s->proj_w);
+  free(s->proj_b);
+  free(s);
+  inf->gpu = NULL;
+}
+
+int pai_infer_gpu_init(pai_infer *inf) {
+  const pai_config *c = &inf->model->cfg;
+  const pai_params *P = &inf->model->params;
+  const int N = c->num_blocks, D = c->model_dim, L = c->input_length, O = c->output_length;
+  const int K = c->kernel_size, B = inf->max_batch, n_short = pai_n_shortcuts(c);
+  if (inf->taps) {
+    PAI_ERR("the GPU forward does not copy shortcut layers out (head-only fine-tuning runs on "
+            "the CPU)");
+    return PAI_ERR_USAGE;
+  }
+  struct pai_infer_gpu *s = calloc(1, sizeof *s);
+  if (!s) {
+    PAI_ERR("out of memory");
+    return PAI_ERR_NOMEM;
+  }
+  inf->gpu = s;
+  s->dt = inf->backend.precision == PAI_PRECISION_BF16 ? PAI_BF16 : PAI_F32;
+  PAI_TRY(pai_gpu_open(&s->g, inf->backend.gpu_index));
+  pai_gpu *g = s->g;
+  for (int i = 0; i <= N; i++)
+    if (inf->hi[i] - inf->lo[i] > s->max_rows) s->max_rows = inf->hi[i] - inf->lo[i];
+  const size_t dts = pai_dtype_size(s->dt), seq = (size_t)L * D;
+  s->codes = pai_gpu_alloc(g, (size_t)B * L, "base codes");
+  s->x = pai_gpu_alloc(g, (size_t)B * seq * sizeof(float), "activations");
+  s->m = pai_gpu_alloc(g, (size_t)B * seq * sizeof(float), "activations");
+  s->gin = pai_gpu_alloc(g, (size_t)B * s->max_rows * D * dts, "dense-layer input");
+  s->t = pai_gpu_alloc(g, (size_t)B * s->max_rows * 4 * D * dts, "dense-layer hidden");
+  s->hin = pai_gpu_alloc(g, (size_t)B * O * D * dts, "head input");
+  s->htmp = pai_gpu_alloc(g, (size_t)B * O * max_tracks(c) * sizeof(float), "head scratch");
+  if (!s->codes || !s->x || !s->m || !s->gin || !s->t || !s->hin || !s->htmp)
+    return PAI_ERR_NOMEM;
+  for (int j = 0; j < c->n_heads; j++) {
+    if (!(inf->heads_mask & PAI_HEAD(j))) continue;
+    s->out[j] = pai_gpu_alloc(g, (size_t)B * O * c->output_dims[j] * sizeof(float), "outputs");
+    if (!s->out[j]) return PAI_ERR_NOMEM;
+  }
+
+  s->stem_w = put_f32(g, P->stem.kernel, (size_t)4 * D, "stem");
+  s->stem_b = put_f32(g, P->stem.bias, (size_t)D, "stem");
+  s->blk = calloc((size_t)N, sizeof *s->blk);
+  s->proj_w = calloc((size_t)c->n_heads * n_short, sizeof *s->proj_w);
+  s->proj_b = calloc((size_t)c->n_heads * n_short, sizeof *s->proj_b);
+  if (!s->stem_w || !s->stem_b) return PAI_ERR_NOMEM;
+  if (!s->blk || !s->proj_w || !s->proj_b) {
+    PAI_ERR("out of memory");
+    return PAI_ERR_NOMEM;
+  }
+  const size_t F = (size_t)4 * D;
+  for (int i = 0; i < N; i++) {
+    const pai_block_fold *f = &inf->fold[i];
+    const pai_block_params *bp = &P->blocks[i];
+    gpu_block *b = &s->blk[i];
+    b->ws = put_f32(g, f->ws, (size_t)K * D, "depthwise kernels");
+    b->wc = put_f32(g, f->wc, (size_t)K * D, "depthwise kernels");
+    b->bdw = put_f32(g, bp->dw_bias, (size_t)D, "depthwise bias");
+    b->scale2 = put_f32(g, f->scale2, (size_t)D, "batch norm");
+    b->shift2 = put_f32(g, f->shift2, (size_t)D, "batch norm");
+    b->b2 = put_f32(g, bp->ffn2_bias, (size_t)D, "dense bias");
+    b->w1 = put_typed(g, bp->ffn1_kernel, (size_t)D * F, s->dt, "dense kernels");
+    b->b1 = put_typed(g, bp->ffn1_bias, F, s->dt, "dense bias");
+    b->w2 = put_typed(g, bp->ffn2_kernel, F * D, s->dt, "dense kernels");
+    if (!b->ws || !b->wc || !b->bdw || !b->scale2 || !b->shift2 || !b->b2 || !b->w1 || !b->b1 ||
+        !b->w2)
+      return PAI_ERR_NOMEM;
+  }
+  for (int j = 0; j < c->n_heads; j++) {
+    if (!(inf->heads_mask & PAI_HEAD(j))) continue;
+    const size_t T = (size_t)c->output_dims[j];
+    for (int k = 0; k < n_short; k++) {
+      const pai_proj_params *pp = pai_proj(P, j, k);
+      void **w = &s->proj_w[j * n_short + k];
+      float **b = &s->proj_b[j * n_short + k];
+      *w = put_typed(g, pp->kernel, (size_t)D * T, s->dt, "head kernels");
+      *b = put_f32(g, pp->bias, T, "head bias");
+      if (!*w || !*b) return PAI_ERR_NOMEM;
+    }
+  }
+  return pai_gpu_sync(g);
+}
+
+static void *typed_at(void *base, size_t elems, pai_dtype dt) {
+  return (char *)base + elems * pai_dtype_size(dt);
+}
+
+/* Heads' projections of the shortcut layer in x (layer `layer`), accumulated into s->out. */
+static int heads_gpu(const pai_infer *inf, const float *x, int B, int layer, int *first) {
+  const pai_config *c = &inf->model->cfg;
+  struct pai_infer_gpu *s = inf->gpu;
+  const int D = c->model_dim, L = c->input_length, O = c->output_length;
+  if (layer == 0 || (c->num_blocks - layer) % c->shortcut_freq != 0) return 0;
+  const int k = (c->num_blocks - layer) / c->shortcut_freq, n_short = pai_n_shortcuts(c);
+  PAI_TRY(pai_gpu_affine_pack(s->g, (int64_t)B * O * D, s->hin, s->dt == PAI_BF16, x, NULL,
+                              NULL, D, L, pai_crop(c), O));
+  for (int j = 0; j < c->n_heads; j++) {
+    if (!(inf->heads_mask & PAI_HEAD(j))) continue;
+    const int T = c->output_dims[j];
+    const pai_gemm p = {.M = B * O, .N = T, .K = D, .ab_type = s->dt, .c_type = PAI_F32,
+                        .a = s->hin, .lda = D, .b = s->proj_w[j * n_short + k], .ldb = T,
+                        .c = s->htmp, .ldc = T, .bias = s->proj_b[j * n_short + k], .relu = 1};
+    PAI_TRY(pai_gpu_gemm(s->g, &p));
+    PAI_TRY(pai_gpu_accumulate(s->g, (int64_t)B * O * T, s->out[j], s->htmp, *first));
+  }
+  *first = 0;
+  return 0;
+}
+
+int pai_infer_gpu_forward(pai_infer *inf, const uint8_t *codes, int B, float *const *outs) {
+  const pai_config *c = &inf->model->cfg;
+  struct pai_infer_gpu *s = inf->gpu;
+  pai_gpu *g = s->g;
+  const int N = c->num_blocks, D = c->model_dim, L = c->input_length, O = c->output_length;
+  const int F = 4 * D;
+
+  PAI_TRY(pai_gpu_upload(g, s->codes, codes, (size_t)B * L));
+  int rows = inf->hi[0] - inf->lo[0];
+  PAI_TRY(pai_gpu_stem(g, (int64_t)B * rows * D, s->x, s->codes, s->stem_w, s->stem_b, D, L,
+                       inf->lo[0], rows));
+  float *x = s->x, *m = s->m;
+  int first = 1;
+  for (int i = 0; i < N; i++) {
+    const gpu_block *b = &s->blk[i];
+    const int lo = inf->lo[i + 1];
+    rows = inf->hi[i + 1] - lo;
+    const int64_t n = (int64_t)B * rows * D;
+    PAI_TRY(pai_gpu_dwconv(g, n, m, x, b->ws, b->wc, b->bdw, D, L, pai_dilation(i), lo, rows));
+    PAI_TRY(pai_gpu_affine_pack(g, n, s->gin, s->dt == PAI_BF16, m, b->scale2, b->shift2, D, L,
+                                lo, rows));
+    const pai_gemm up = {.M = B * rows, .N = F, .K = D, .ab_type = s->dt, .c_type = s->dt,
+                         .a = s->gin, .lda = D, .b = b->w1, .ldb = F, .c = s->t, .ldc = F,
+                         .bias = b->b1, .relu = 1};
+    PAI_TRY(pai_gpu_gemm(g, &up));
+    for (int q = 0; q < B; q++) {
+      const pai_gemm down = {.M = rows, .N = D, .K = F, .ab_type = s->dt, .c_type = PAI_F32,
+                             .a = typed_at(s->t, (size_t)q * rows * F, s->dt), .lda = F,
+                             .b = b->w2, .ldb = D, .c = m + ((size_t)q * L + lo) * D, .ldc = D,
+                             .bias = b->b2, .beta = 1.0f};
+      PAI_TRY(pai_gpu_gemm(g, &down));
+    }
+    PAI_TRY(heads_gpu(inf, m, B, i + 1, &first));
+    float *swap = x;
+    x = m;
+    m = swap;
+  }
+  const float inv = 1.0f / (float)pai_n_shortcuts(c);
+  for (int j = 0; j < c->n_heads; j++) {
+    if (!(inf->heads_mask & PAI_HEAD(j))) continue;
+    const size_t n = (size_t)B * O * c->output_dims[j];
+    PAI_TRY(pai_gpu_scale(g, (int64_t)n, s->out[j], inv));
+    PAI_TRY(pai_gpu_download(g, outs[j], s->out[j], n * sizeof(float)));
+  }
+  return 0;
+}

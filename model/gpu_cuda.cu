@@ -1,0 +1,435 @@
+/* gpu_cuda.cu - the CUDA implementation of model/gpu.h.
+ *
+ * The CUDA runtime is linked statically; cuBLASLt is opened with dlopen the first time a
+ * device is opened, so that programs start without loading it (it is ~500 MiB) and a build
+ * with the toolkit still runs on machines that have no GPU libraries. Element-wise kernels are
+ * the bodies of model/gpu_kernels.h in grid-stride loops; dense layers are cuBLASLt matmuls
+ * with bias/ReLU epilogues, float32 accumulation, and an algorithm cache keyed by shape. */
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "model/gpu.h"
+#include "mpi/log.h"
+}
+#include "model/gpu_kernels.h"
+
+#define WORKSPACE_BYTES ((size_t)64 << 20)
+#define ALGO_CACHE 128
+
+/* ---- cuBLASLt, opened at run time ------------------------------------------------------- */
+#define LT_FUNCS(X)                                                                         \
+  X(cublasLtCreate) X(cublasLtDestroy) X(cublasLtGetVersion) X(cublasLtGetStatusString)     \
+  X(cublasLtMatmulDescCreate) X(cublasLtMatmulDescDestroy) X(cublasLtMatmulDescSetAttribute) \
+  X(cublasLtMatrixLayoutCreate) X(cublasLtMatrixLayoutDestroy)                              \
+  X(cublasLtMatmulPreferenceCreate) X(cublasLtMatmulPreferenceDestroy)                      \
+  X(cublasLtMatmulPreferenceSetAttribute) X(cublasLtMatmulAlgoGetHeuristic) X(cublasLtMatmul)
+
+static struct {
+#define LT_FIELD(f) decltype(&::f) f;
+  LT_FUNCS(LT_FIELD)
+#undef LT_FIELD
+  void *lib;
+} lt;
+
+static int lt_load(void) {
+  if (lt.lib) return 0;
+  char name[64];
+  snprintf(name, sizeof name, "libcublasLt.so.%d", CUBLAS_VER_MAJOR);
+  void *lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    PAI_ERR("cannot load %s (cuBLAS %d's dense-layer library): %s; install it or add its "
+            "folder to LD_LIBRARY_PATH",
+            name, CUBLAS_VER_MAJOR, dlerror());
+    return PAI_ERR_RUNTIME;
+  }
+#define LT_SYM(f)                                                          \
+  lt.f = (decltype(&::f))dlsym(lib, #f);                                  \
+  if (!lt.f) {                                                             \
+    PAI_ERR("%s has no symbol %s: a cuBLAS older than the build's?", name, #f); \
+    dlclose(lib);                                                          \
+    return PAI_ERR_RUNTIME;                                                \
+  }
+  LT_FUNCS(LT_SYM)
+#undef LT_SYM
+  lt.lib = lib;
+  return 0;
+}
+
+/* ---- errors ------------------------------------------------------------------------------- */
+static int cuda_fail(cudaError_t e, const char *what, const char *where) {
+  cudaGetLastError();
+  pai_log('E', where, "%s: CUDA error %d: %s", what, (int)e, cudaGetErrorString(e));
+  return PAI_ERR_RUNTIME;
+}
+#define CU(call, what)                                               \
+  do {                                                               \
+    cudaError_t cu_rc_ = (call);                                     \
+    if (cu_rc_ != cudaSuccess) return cuda_fail(cu_rc_, what, __func__); \
+  } while (0)
+
+static int lt_fail(cublasStatus_t s, const char *what, const char *where) {
+  pai_log('E', where, "%s: cuBLASLt status %d: %s", what, (int)s, lt.cublasLtGetStatusString(s));
+  return PAI_ERR_RUNTIME;
+}
+#define LT(call, what)                                                     \
+  do {                                                                     \
+    cublasStatus_t lt_rc_ = (call);                                        \
+    if (lt_rc_ != CUBLAS_STATUS_SUCCESS) return lt_fail(lt_rc_, what, __func__); \
+  } while (0)
+
+/* ---- the device --------------------------------------------------------------------------- */
+typedef struct {
+  int m, n, k, trans_first, trans_second, ab_type, c_type, epilogue, accumulate;
+  int64_t ld_first, ld_second, ld_d;
+  uint32_t align[4];
+} algo_key;
+
+struct pai_gpu {
+  int device, sms;
+  char name[256];
+  cudaStream_t stream;
+  cublasLtHandle_t lt;
+  void *workspace;
+  size_t now, peak;
+  struct { void *p; size_t bytes; } *allocs;
+  int n_allocs, cap_allocs;
+  struct { algo_key key; cublasLtMatmulAlgo_t algo; } cache[ALGO_CACHE];
+  int n_cache;
+};
+
+extern "C" int pai_gpu_count(void) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();   /* no driver or no device: clear the error */
+    return 0;
+  }
+  return n;
+}
+
+extern "C" void pai_gpu_info(char *out, size_t n) {
+  int rt = 0, drv = 0;
+  cudaRuntimeGetVersion(&rt);
+  if (cudaDriverGetVersion(&drv) != cudaSuccess) cudaGetLastError();
+  snprintf(out, n, "CUDA runtime %d (built with %d), driver %d, cuBLASLt %d (headers), %d GPU(s)",
+           rt, CUDART_VERSION, drv, CUBLAS_VERSION, pai_gpu_count());
+}
+
+extern "C" int pai_gpu_open(pai_gpu **out, int index) {
+  *out = NULL;
+  const int count = pai_gpu_count();
+  if (count == 0) {
+    PAI_ERR("no GPU visible (CUDA found no device; check the driver and CUDA_VISIBLE_DEVICES)");
+    return PAI_ERR_USAGE;
+  }
+  PAI_TRY(lt_load());
+  pai_gpu *g = (pai_gpu *)calloc(1, sizeof *g);
+  if (!g) {
+    PAI_ERR("out of memory");
+    return PAI_ERR_NOMEM;
+  }
+  g->device = (index < 0 ? 0 : index) % count;
+  int rc = 0;
+  cudaDeviceProp prop;
+  cudaError_t e = cudaSetDevice(g->device);
+  if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, g->device);
+  if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking);
+  if (e == cudaSuccess) e = cudaMalloc(&g->workspace, WORKSPACE_BYTES);
+  if (e != cudaSuccess) {
+    rc = cuda_fail(e, "opening the GPU", __func__);
+  } else {
+    snprintf(g->name, sizeof g->name, "%s", prop.name);
+    g->sms = prop.multiProcessorCount;
+    cublasStatus_t s = lt.cublasLtCreate(&g->lt);
+    if (s != CUBLAS_STATUS_SUCCESS) rc = lt_fail(s, "cublasLtCreate", __func__);
+  }
+  if (rc < 0) {
+    pai_gpu_close(g);
+    return rc;
+  }
+  *out = g;
+  return 0;
+}
+
+extern "C" void pai_gpu_close(pai_gpu *g) {
+  if (!g) return;
+  cudaSetDevice(g->device);
+  if (g->stream) cudaStreamSynchronize(g->stream);
+  for (int i = 0; i < g->n_allocs; i++) cudaFree(g->allocs[i].p);
+  free(g->allocs);
+  if (g->workspace) cudaFree(g->workspace);
+  if (g->lt) lt.cublasLtDestroy(g->lt);
+  if (g->stream) cudaStreamDestroy(g->stream);
+  cudaGetLastError();
+  free(g);
+}
+
+extern "C" const char *pai_gpu_name(const pai_gpu *g) { return g->name; }
+
+extern "C" void *pai_gpu_alloc(pai_gpu *g, size_t bytes, const char *what) {
+  if (g->n_allocs == g->cap_allocs) {
+    const int cap = g->cap_allocs ? 2 * g->cap_allocs : 64;
+    void *grown = realloc(g->allocs, (size_t)cap * sizeof *g->allocs);
+    if (!grown) {
+      PAI_ERR("out of memory");
+      return NULL;
+    }
+    g->allocs = (decltype(g->allocs))grown;
+    g->cap_allocs = cap;
+  }
+  void *p = NULL;
+  cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    size_t free_b = 0, total = 0;
+    cudaMemGetInfo(&free_b, &total);
+    PAI_ERR("GPU out of memory: %zu MiB for %s (%zu MiB free of %zu MiB; %zu MiB held here): "
+            "use a smaller --batch_size",
+            bytes >> 20, what, free_b >> 20, total >> 20, g->now >> 20);
+    return NULL;
+  }
+  g->allocs[g->n_allocs].p = p;
+  g->allocs[g->n_allocs].bytes = bytes;
+  g->n_allocs++;
+  g->now += bytes;
+  if (g->now > g->peak) g->peak = g->now;
+  return p;
+}
+
+extern "C" void pai_gpu_free(pai_gpu *g, void *p) {
+  if (!p) return;
+  for (int i = 0; i < g->n_allocs; i++) {
+    if (g->allocs[i].p != p) continue;
+    cudaStreamSynchronize(g->stream);   /* queued work may still read it */
+    cudaFree(p);
+    g->now -= g->allocs[i].bytes;
+    g->allocs[i] = g->allocs[--g->n_allocs];
+    return;
+  }
+}
+
+extern "C" size_t pai_gpu_mem_peak(const pai_gpu *g) { return g->peak; }
+
+extern "C" int pai_gpu_upload(pai_gpu *g, void *dst, const void *src, size_t bytes) {
+  CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->stream), "copy to the GPU");
+  CU(cudaStreamSynchronize(g->stream), "copy to the GPU");
+  return 0;
+}
+
+extern "C" int pai_gpu_download(pai_gpu *g, void *dst, const void *src, size_t bytes) {
+  CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g->stream), "copy from the GPU");
+  CU(cudaStreamSynchronize(g->stream), "copy from the GPU");
+  return 0;
+}
+
+extern "C" int pai_gpu_memset0(pai_gpu *g, void *dst, size_t bytes) {
+  CU(cudaMemsetAsync(dst, 0, bytes, g->stream), "clearing GPU memory");
+  return 0;
+}
+
+extern "C" int pai_gpu_sync(pai_gpu *g) {
+  CU(cudaStreamSynchronize(g->stream), "GPU work");
+  return 0;
+}
+
+/* ---- dense layers ------------------------------------------------------------------------- */
+static uint32_t alignment(const void *p, int64_t ld, size_t elem) {
+  uint64_t a = (uint64_t)(uintptr_t)p | (uint64_t)(ld * (int64_t)elem);
+  uint32_t al = 256;
+  while (al > 1 && (a & (al - 1))) al >>= 1;
+  return al;
+}
+
+static cudaDataType_t cuda_type(pai_dtype t) { return t == PAI_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+/* Layouts and descriptor for one product; destroyed by the caller. */
+typedef struct {
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t a, b, d;
+} lt_problem;
+
+static void problem_free(lt_problem *pr) {
+  if (pr->a) lt.cublasLtMatrixLayoutDestroy(pr->a);
+  if (pr->b) lt.cublasLtMatrixLayoutDestroy(pr->b);
+  if (pr->d) lt.cublasLtMatrixLayoutDestroy(pr->d);
+  if (pr->desc) lt.cublasLtMatmulDescDestroy(pr->desc);
+}
+
+static int problem_init(lt_problem *pr, const pai_gemm *p, const pai_colmajor_gemm *q,
+                        uint32_t epilogue) {
+  memset(pr, 0, sizeof *pr);
+  LT(lt.cublasLtMatmulDescCreate(&pr->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul descriptor");
+  const cublasOperation_t ta = q->trans_first ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t tb = q->trans_second ? CUBLAS_OP_T : CUBLAS_OP_N;
+  LT(lt.cublasLtMatmulDescSetAttribute(pr->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
+     "transa");
+  LT(lt.cublasLtMatmulDescSetAttribute(pr->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
+     "transb");
+  LT(lt.cublasLtMatmulDescSetAttribute(pr->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                       sizeof epilogue),
+     "epilogue");
+  if (p->bias)
+    LT(lt.cublasLtMatmulDescSetAttribute(pr->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p->bias,
+                                         sizeof p->bias),
+       "bias");
+  const cudaDataType_t ab = cuda_type(p->ab_type), c = cuda_type(p->c_type);
+  LT(lt.cublasLtMatrixLayoutCreate(&pr->a, ab, (uint64_t)q->first_rows, (uint64_t)q->first_cols,
+                                   q->ld_first),
+     "layout A");
+  LT(lt.cublasLtMatrixLayoutCreate(&pr->b, ab, (uint64_t)q->second_rows,
+                                   (uint64_t)q->second_cols, q->ld_second),
+     "layout B");
+  LT(lt.cublasLtMatrixLayoutCreate(&pr->d, c, (uint64_t)q->m, (uint64_t)q->n, q->ld_d),
+     "layout D");
+  return 0;
+}
+
+static int find_algo(pai_gpu *g, const lt_problem *pr, const algo_key *key,
+                     cublasLtMatmulAlgo_t *algo) {
+  for (int i = 0; i < g->n_cache; i++)
+    if (!memcmp(&g->cache[i].key, key, sizeof *key)) {
+      *algo = g->cache[i].algo;
+      return 0;
+    }
+  cublasLtMatmulPreference_t pref;
+  LT(lt.cublasLtMatmulPreferenceCreate(&pref), "matmul preference");
+  const uint64_t ws = WORKSPACE_BYTES;
+  cublasStatus_t s = lt.cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+  const cublasLtMatmulPreferenceAttributes_t which[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; i++)
+    s = lt.cublasLtMatmulPreferenceSetAttribute(pref, which[i], &key->align[i],
+                                                 sizeof key->align[i]);
+  cublasLtMatmulHeuristicResult_t res;
+  int found = 0;
+  if (s == CUBLAS_STATUS_SUCCESS)
+    s = lt.cublasLtMatmulAlgoGetHeuristic(g->lt, pr->desc, pr->a, pr->b, pr->d, pr->d, pref, 1,
+                                          &res, &found);
+  lt.cublasLtMatmulPreferenceDestroy(pref);
+  if (s != CUBLAS_STATUS_SUCCESS) return lt_fail(s, "matmul heuristic", __func__);
+  if (found < 1) {
+    PAI_ERR("cuBLASLt has no algorithm for a %d x %d x %d %s product (epilogue %d)", key->m,
+            key->n, key->k, key->ab_type == PAI_BF16 ? "bf16" : "fp32", key->epilogue);
+    return PAI_ERR_RUNTIME;
+  }
+  *algo = res.algo;
+  const int slot = g->n_cache < ALGO_CACHE ? g->n_cache++ : (int)(key->m % ALGO_CACHE);
+  g->cache[slot].key = *key;
+  g->cache[slot].algo = res.algo;
+  return 0;
+}
+
+extern "C" int pai_gpu_gemm(pai_gpu *g, const pai_gemm *p) {
+  PAI_TRY(pai_gemm_check(p));
+  const pai_colmajor_gemm q = pai_gemm_colmajor(p);
+  const uint32_t epilogue = p->bias ? (p->relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
+                                    : (p->relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
+  algo_key key;
+  memset(&key, 0, sizeof key);   /* padding too: the key is compared with memcmp */
+  key.m = q.m;
+  key.n = q.n;
+  key.k = q.k;
+  key.trans_first = q.trans_first;
+  key.trans_second = q.trans_second;
+  key.ab_type = p->ab_type;
+  key.c_type = p->c_type;
+  key.epilogue = (int)epilogue;
+  key.accumulate = p->beta != 0.0f;
+  key.ld_first = q.ld_first;
+  key.ld_second = q.ld_second;
+  key.ld_d = q.ld_d;
+  const size_t ab = pai_dtype_size(p->ab_type), c = pai_dtype_size(p->c_type);
+  key.align[0] = alignment(q.first, q.ld_first, ab);
+  key.align[1] = alignment(q.second, q.ld_second, ab);
+  key.align[2] = key.align[3] = alignment(p->c, q.ld_d, c);
+  if (p->bias) {   /* the bias's alignment counts too: fold it into D's */
+    const uint32_t bias_al = alignment(p->bias, 0, c);
+    if (bias_al < key.align[3]) key.align[2] = key.align[3] = bias_al;
+  }
+
+  lt_problem pr;
+  int rc = problem_init(&pr, p, &q, epilogue);
+  cublasLtMatmulAlgo_t algo;
+  if (rc == 0) rc = find_algo(g, &pr, &key, &algo);
+  if (rc == 0) {
+    const float alpha = 1.0f, beta = p->beta;
+    cublasStatus_t s = lt.cublasLtMatmul(g->lt, pr.desc, &alpha, q.first, pr.a, q.second, pr.b,
+                                         &beta, p->c, pr.d, p->c, pr.d, &algo, g->workspace,
+                                         WORKSPACE_BYTES, g->stream);
+    if (s != CUBLAS_STATUS_SUCCESS) rc = lt_fail(s, "cublasLtMatmul", __func__);
+  }
+  problem_free(&pr);
+  return rc;
+}
+
+/* ---- element-wise kernels ----------------------------------------------------------------- */
+#define THREADS 256
+
+static unsigned grid_for(const pai_gpu *g, int64_t n) {
+  const int64_t want = (n + THREADS - 1) / THREADS, cap = (int64_t)g->sms * 32;
+  return (unsigned)(want < 1 ? 1 : want < cap ? want : cap);
+}
+
+#define GRID_STRIDE for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; \
+                         i += (int64_t)gridDim.x * blockDim.x)
+
+static int launched(const char *what) {
+  cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? 0 : cuda_fail(e, what, "launch");
+}
+
+__global__ void stem_kernel(int64_t n, float *y, const uint8_t *codes, const float *w,
+                            const float *bias, int D, int L, int lo, int rows) {
+  GRID_STRIDE pai_k_stem(i, y, codes, w, bias, D, L, lo, rows);
+}
+extern "C" int pai_gpu_stem(pai_gpu *g, int64_t n, float *y, const uint8_t *codes,
+                            const float *w, const float *bias, int D, int L, int lo, int rows) {
+  stem_kernel<<<grid_for(g, n), THREADS, 0, g->stream>>>(n, y, codes, w, bias, D, L, lo, rows);
+  return launched("stem");
+}
+
+__global__ void dwconv_kernel(int64_t n, float *m, const float *x, const float *ws,
+                              const float *wc, const float *bias, int D, int L, int dil, int lo,
+                              int rows) {
+  GRID_STRIDE pai_k_dwconv(i, m, x, ws, wc, bias, D, L, dil, lo, rows);
+}
+extern "C" int pai_gpu_dwconv(pai_gpu *g, int64_t n, float *m, const float *x, const float *ws,
+                              const float *wc, const float *bias, int D, int L, int dil, int lo,
+                              int rows) {
+  dwconv_kernel<<<grid_for(g, n), THREADS, 0, g->stream>>>(n, m, x, ws, wc, bias, D, L, dil, lo,
+                                                           rows);
+  return launched("depthwise conv");
+}
+
+__global__ void affine_pack_kernel(int64_t n, void *out, int out_bf16, const float *x,
+                                   const float *scale, const float *shift, int D, int L, int lo,
+                                   int rows) {
+  GRID_STRIDE pai_k_affine_pack(i, out, out_bf16, x, scale, shift, D, L, lo, rows);
+}
+extern "C" int pai_gpu_affine_pack(pai_gpu *g, int64_t n, void *out, int out_bf16,
+                                   const float *x, const float *scale, const float *shift, int D,
+                                   int L, int lo, int rows) {
+  affine_pack_kernel<<<grid_for(g, n), THREADS, 0, g->stream>>>(n, out, out_bf16, x, scale,
+                                                                shift, D, L, lo, rows);
+  return launched("affine pack");
+}
+
+__global__ void accumulate_kernel(int64_t n, float *acc, const float *v, int first) {
+  GRID_STRIDE pai_k_accumulate(i, acc, v, first);
+}
+extern "C" int pai_gpu_accumulate(pai_gpu *g, int64_t n, float *acc, const float *v, int first) {
+  accumulate_kernel<<<grid_for(g, n), THREADS, 0, g->stream>>>(n, acc, v, first);
+  return launched("accumulate");
+}
+
+__global__ void scale_kernel(int64_t n, float *y, float s) { GRID_STRIDE pai_k_scale(i, y, s); }
+extern "C" int pai_gpu_scale(pai_gpu *g, int64_t n, float *y, float s) {
+  scale_kernel<<<grid_for(g, n), THREADS, 0, g->stream>>>(n, y, s);
+  return launched("scale");
+}

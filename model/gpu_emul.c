@@ -1,0 +1,181 @@
+/* gpu_emul.c - host emulation of model/gpu.h (see there). Device memory is host memory; the
+ * kernels of model/gpu_kernels.h run as OpenMP loops; a dense layer runs the column-major
+ * product of pai_gemm_colmajor with cuBLASLt's semantics: float32 accumulation of the stored
+ * operand values, then beta C, the bias, ReLU, and rounding to the output type. */
+#include "model/gpu.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/gpu_kernels.h"
+#include "mpi/log.h"
+
+struct pai_gpu {
+  size_t now, peak;
+};
+
+/* Allocations carry their size in front so that free can keep the count. */
+typedef struct {
+  size_t bytes;
+  size_t pad;   /* keeps the payload 16-byte aligned */
+} alloc_head;
+
+int pai_gpu_count(void) {
+  const char *e = getenv("PAI_GPU_EMULATE");
+  return e && *e && strcmp(e, "0") != 0 ? 1 : 0;
+}
+
+void pai_gpu_info(char *out, size_t n) {
+  snprintf(out, n, "GPU backend: host emulation (%s)",
+           pai_gpu_count() ? "enabled by PAI_GPU_EMULATE" : "no CUDA in this build");
+}
+
+int pai_gpu_open(pai_gpu **g, int index) {
+  (void)index;
+  if (!pai_gpu_count()) {
+    PAI_ERR("no GPU: this build has no CUDA backend (set PAI_GPU_EMULATE=1 to run its code "
+            "path emulated on the CPU, for testing)");
+    return PAI_ERR_USAGE;
+  }
+  *g = calloc(1, sizeof **g);
+  if (!*g) {
+    PAI_ERR("out of memory");
+    return PAI_ERR_NOMEM;
+  }
+  return 0;
+}
+
+void pai_gpu_close(pai_gpu *g) { free(g); }
+
+const char *pai_gpu_name(const pai_gpu *g) {
+  (void)g;
+  return "host emulation";
+}
+
+void *pai_gpu_alloc(pai_gpu *g, size_t bytes, const char *what) {
+  alloc_head *h = malloc(sizeof *h + bytes);
+  if (!h) {
+    PAI_ERR("out of memory allocating %zu bytes for %s", bytes, what);
+    return NULL;
+  }
+  h->bytes = bytes;
+  g->now += bytes;
+  if (g->now > g->peak) g->peak = g->now;
+  /* Fill with NaN bit patterns so that reading memory never written shows up in results, as
+   * uninitialised device memory would. */
+  memset(h + 1, 0xff, bytes);
+  return h + 1;
+}
+
+void pai_gpu_free(pai_gpu *g, void *p) {
+  if (!p) return;
+  alloc_head *h = (alloc_head *)p - 1;
+  g->now -= h->bytes;
+  free(h);
+}
+
+size_t pai_gpu_mem_peak(const pai_gpu *g) { return g->peak; }
+
+int pai_gpu_upload(pai_gpu *g, void *dst, const void *src, size_t bytes) {
+  (void)g;
+  memcpy(dst, src, bytes);
+  return 0;
+}
+
+int pai_gpu_download(pai_gpu *g, void *dst, const void *src, size_t bytes) {
+  (void)g;
+  memcpy(dst, src, bytes);
+  return 0;
+}
+
+int pai_gpu_memset0(pai_gpu *g, void *dst, size_t bytes) {
+  (void)g;
+  memset(dst, 0, bytes);
+  return 0;
+}
+
+int pai_gpu_sync(pai_gpu *g) {
+  (void)g;
+  return 0;
+}
+
+static float load(const void *p, pai_dtype t, int64_t idx) {
+  return t == PAI_BF16 ? pai_from_bf16(((const uint16_t *)p)[idx]) : ((const float *)p)[idx];
+}
+
+/* Element (r, c) of op(X) where X is stored column-major (rows x cols, ld) and op transposes
+ * when trans: op(X)(r, c) = X(c, r). */
+static float op_at(const void *x, pai_dtype t, int64_t ld, int trans, int64_t r, int64_t c) {
+  return trans ? load(x, t, r * ld + c) : load(x, t, c * ld + r);
+}
+
+int pai_gpu_gemm(pai_gpu *g, const pai_gemm *p) {
+  (void)g;
+  PAI_TRY(pai_gemm_check(p));
+  const pai_colmajor_gemm q = pai_gemm_colmajor(p);
+  /* the stored shapes must hold op's shape: cuBLASLt checks ld >= stored rows the same way */
+  if (q.ld_first < q.first_rows || q.ld_second < q.second_rows || q.ld_d < q.m) {
+    PAI_ERR("gemm: leading dimension below the stored rows (%lld/%d, %lld/%d, %lld/%d)",
+            (long long)q.ld_first, q.first_rows, (long long)q.ld_second, q.second_rows,
+            (long long)q.ld_d, q.m);
+    return PAI_ERR_RUNTIME;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < q.n; j++) {
+    for (int64_t i = 0; i < q.m; i++) {
+      float acc = 0.0f;
+      for (int64_t l = 0; l < q.k; l++)
+        acc += op_at(q.first, p->ab_type, q.ld_first, q.trans_first, i, l) *
+               op_at(q.second, p->ab_type, q.ld_second, q.trans_second, l, j);
+      const int64_t di = j * q.ld_d + i;
+      if (p->beta != 0.0f) acc += p->beta * load(p->c, p->c_type, di);
+      if (p->bias) acc += load(p->bias, p->c_type, i);
+      if (p->relu) acc = pai_k_relu(acc);
+      if (p->c_type == PAI_BF16)
+        ((uint16_t *)p->c)[di] = pai_to_bf16(acc);
+      else
+        ((float *)p->c)[di] = acc;
+    }
+  }
+  return 0;
+}
+
+#define EMUL_LOOP(n, call)                        \
+  do {                                            \
+    _Pragma("omp parallel for schedule(static)")  \
+    for (int64_t i = 0; i < (n); i++) call;       \
+  } while (0)
+
+int pai_gpu_stem(pai_gpu *g, int64_t n, float *y, const uint8_t *codes, const float *w,
+                 const float *bias, int D, int L, int lo, int rows) {
+  (void)g;
+  EMUL_LOOP(n, pai_k_stem(i, y, codes, w, bias, D, L, lo, rows));
+  return 0;
+}
+
+int pai_gpu_dwconv(pai_gpu *g, int64_t n, float *m, const float *x, const float *ws,
+                   const float *wc, const float *bias, int D, int L, int dil, int lo, int rows) {
+  (void)g;
+  EMUL_LOOP(n, pai_k_dwconv(i, m, x, ws, wc, bias, D, L, dil, lo, rows));
+  return 0;
+}
+
+int pai_gpu_affine_pack(pai_gpu *g, int64_t n, void *out, int out_bf16, const float *x,
+                        const float *scale, const float *shift, int D, int L, int lo, int rows) {
+  (void)g;
+  EMUL_LOOP(n, pai_k_affine_pack(i, out, out_bf16, x, scale, shift, D, L, lo, rows));
+  return 0;
+}
+
+int pai_gpu_accumulate(pai_gpu *g, int64_t n, float *acc, const float *v, int first) {
+  (void)g;
+  EMUL_LOOP(n, pai_k_accumulate(i, acc, v, first));
+  return 0;
+}
+
+int pai_gpu_scale(pai_gpu *g, int64_t n, float *y, float s) {
+  (void)g;
+  EMUL_LOOP(n, pai_k_scale(i, y, s));
+  return 0;
+}
