@@ -46,6 +46,8 @@ int pai_gpu_open(pai_gpu **g, int index) PAI_WUR;
 void pai_gpu_close(pai_gpu *g);
 /* The device's name, e.g. "NVIDIA H100 80GB HBM3". */
 const char *pai_gpu_name(const pai_gpu *g);
+/* The stream all work goes to (a cudaStream_t; NULL in the emulation), for mpi/comm.h's NCCL. */
+void *pai_gpu_stream(pai_gpu *g);
 
 void *pai_gpu_alloc(pai_gpu *g, size_t bytes, const char *what);
 void pai_gpu_free(pai_gpu *g, void *p);

@@ -169,6 +169,7 @@ extern "C" void pai_gpu_close(pai_gpu *g) {
 }
 
 extern "C" const char *pai_gpu_name(const pai_gpu *g) { return g->name; }
+extern "C" void *pai_gpu_stream(pai_gpu *g) { return (void *)g->stream; }
 
 extern "C" void *pai_gpu_alloc(pai_gpu *g, size_t bytes, const char *what) {
   if (g->n_allocs == g->cap_allocs) {

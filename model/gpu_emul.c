@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "model/gpu_kernels.h"
+#include "mpi/comm.h"
 #include "mpi/log.h"
 
 struct pai_gpu {
@@ -76,6 +77,19 @@ void pai_gpu_free(pai_gpu *g, void *p) {
 }
 
 size_t pai_gpu_mem_peak(const pai_gpu *g) { return g->peak; }
+
+void *pai_gpu_stream(pai_gpu *g) {
+  (void)g;
+  return NULL;
+}
+
+/* NCCL's sums, emulated: the "device" buffers are host memory, so MPI sums them. */
+int pai_comm_init_nccl(pai_comm *c, const pai_dist *d, void *stream) {
+  (void)stream;
+  PAI_TRY(pai_comm_init_mpi(c, d));
+  c->name = "nccl (emulated with MPI)";
+  return 0;
+}
 
 int pai_gpu_upload(pai_gpu *g, void *dst, const void *src, size_t bytes) {
   (void)g;

@@ -32,6 +32,13 @@ struct pai_comm {
 /* Sums over the ranks of d (all of MPI_COMM_WORLD); with one rank every sum is a no-op. */
 int pai_comm_init_mpi(pai_comm *c, const pai_dist *d) PAI_WUR;
 
+/* The same sums with NCCL over device buffers (the GPU backend, mpi/comm_nccl.c): one
+ * communicator for the job, its id broadcast over MPI; each rank drives the GPU it opened
+ * (model/gpu.h, device = node-local rank) and passes that GPU's stream (pai_gpu_stream). The
+ * sums run on the stream and are waited for. Collective; every rank gets the same status. The
+ * host emulation of the GPU runtime implements it with MPI over its host "device" memory. */
+int pai_comm_init_nccl(pai_comm *c, const pai_dist *d, void *stream) PAI_WUR;
+
 static inline int pai_comm_sum_f32(pai_comm *c, float *buf, size_t n) {
   return c->size > 1 ? c->sum_f32(c, buf, n) : 0;
 }

@@ -19,8 +19,8 @@
   } while (0)
 
 int pai_dist_init(pai_dist *d, int *argc, char ***argv) {
-  d->rank = 0;
-  d->size = 1;
+  d->rank = d->local_rank = 0;
+  d->size = d->local_size = 1;
   d->mpi = 0;
   int provided = 0;
   MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
@@ -30,6 +30,12 @@ int pai_dist_init(pai_dist *d, int *argc, char ***argv) {
   MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
   MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &d->size));
   pai_log_set_rank(d->rank, d->size);
+  MPI_Comm node;
+  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL,
+                                &node));
+  MPI_CHECK(MPI_Comm_rank(node, &d->local_rank));
+  MPI_CHECK(MPI_Comm_size(node, &d->local_size));
+  MPI_Comm_free(&node);
   return 0;
 }
 

@@ -15,6 +15,7 @@
 
 typedef struct {
   int rank, size;
+  int local_rank, local_size;   /* among the ranks on this node: picks this rank's GPU */
   int mpi;            /* 1 when MPI was initialised by pai_dist_init (finalize must run) */
 } pai_dist;
 

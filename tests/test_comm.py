@@ -1,0 +1,47 @@
+"""The GPU backend's NCCL communicator (mpi/comm_nccl.c) on GPU buffers.
+
+Runs tests/comm_check.c, which sums floats and doubles over the ranks in place and checks every
+element against the closed form (exact in float and double, so no tolerance):
+  1. emulated (comm_check_emul, PAI_GPU_EMULATE=1) with 1 and 2 ranks: the driver and the
+     emulation's stand-in (MPI over host memory). Always run.
+  2. on GPUs (comm_check, CUDA + NCCL): 1 rank, and 2 ranks when 2 GPUs are visible (NCCL
+     refuses two ranks on one GPU). Skipped, with a message, when no GPU is visible.
+Usage: /usr/bin/python3 tests/test_comm.py --bin BUILD_DIR
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
+from harness import MPI_ENV, Checker, exe_from_args, mpirun_prefix, require_binary, run_group
+from test_gpu_forward import gpus_visible
+
+
+def case(ck, exe, ranks, label):
+    proc = run_group(mpirun_prefix(ranks) + [exe, "1000003"], timeout=300, env_extra=MPI_ENV)
+    lines = [l for l in proc.stdout.splitlines() if "sums correct" in l]
+    ck.check(proc.returncode == 0 and len(lines) == ranks,
+             f"{label}, {ranks} rank(s): exit {proc.returncode}, {len(lines)} rank(s) report "
+             f"correct sums" + (f" ({lines[0]})" if lines else ""))
+
+
+def main():
+    exe = exe_from_args(__doc__, "comm_check")
+    emul = require_binary(os.path.dirname(exe), "comm_check_emul")
+    pmodel = require_binary(os.path.dirname(exe), "pmodel")
+    ck = Checker()
+    os.environ["PAI_GPU_EMULATE"] = "1"
+    for ranks in (1, 2):
+        case(ck, emul, ranks, "emulated")
+    del os.environ["PAI_GPU_EMULATE"]
+    n = gpus_visible(pmodel)
+    if n == 0:
+        print("SKIP the NCCL part: no GPU visible to this build (the emulated part above ran)")
+    else:
+        for ranks in sorted({1, min(2, n)}):
+            case(ck, exe, ranks, f"NCCL on {n} GPU(s)")
+    return ck.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
