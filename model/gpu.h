@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/gpu_kernel_list.h"
 #include "model/pai.h"
 
 typedef struct pai_gpu pai_gpu;
@@ -116,17 +117,12 @@ static inline pai_colmajor_gemm pai_gemm_colmajor(const pai_gemm *p) {
 /* Checks a pai_gemm's shapes and types before either implementation runs it. */
 int pai_gemm_check(const pai_gemm *p) PAI_WUR;
 
-/* Launchers of the element-wise kernels of model/gpu_kernels.h over n elements (same
- * arguments after the index). */
-int pai_gpu_stem(pai_gpu *g, int64_t n, float *y, const uint8_t *codes, const float *w,
-                 const float *bias, int D, int L, int lo, int rows) PAI_WUR;
-int pai_gpu_dwconv(pai_gpu *g, int64_t n, float *m, const float *x, const float *ws,
-                   const float *wc, const float *bias, int D, int L, int dil, int lo,
-                   int rows) PAI_WUR;
-int pai_gpu_affine_pack(pai_gpu *g, int64_t n, void *out, int out_bf16, const float *x,
-                        const float *scale, const float *shift, int D, int L, int lo,
-                        int rows) PAI_WUR;
-int pai_gpu_accumulate(pai_gpu *g, int64_t n, float *acc, const float *v, int first) PAI_WUR;
-int pai_gpu_scale(pai_gpu *g, int64_t n, float *y, float s) PAI_WUR;
+/* Launchers of the element-wise kernels of model/gpu_kernels.h (see gpu_kernel_list.h):
+ * pai_gpu_<name>(g, n, args...) runs pai_k_<name>(i, args...) for every i < n, queued on the
+ * stream. */
+#define PAI_GPU_DECLARE(name, params, args) \
+  int pai_gpu_##name(pai_gpu *g, int64_t n, PAI_UNPAREN params) PAI_WUR;
+PAI_GPU_KERNELS(PAI_GPU_DECLARE)
+#undef PAI_GPU_DECLARE
 
 #endif

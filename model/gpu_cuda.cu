@@ -385,52 +385,12 @@ static int launched(const char *what) {
   return e == cudaSuccess ? 0 : cuda_fail(e, what, "launch");
 }
 
-__global__ void stem_kernel(int64_t n, float *y, const uint8_t *codes, const float *w,
-                            const float *bias, int D, int L, int lo, int rows) {
-  GRID_STRIDE pai_k_stem(i, y, codes, w, bias, D, L, lo, rows);
-}
-extern "C" int pai_gpu_stem(pai_gpu *g, int64_t n, float *y, const uint8_t *codes,
-                            const float *w, const float *bias, int D, int L, int lo, int rows) {
-  stem_kernel<<<grid_for(g, n), THREADS, 0, g->stream>>>(n, y, codes, w, bias, D, L, lo, rows);
-  return launched("stem");
-}
-
-__global__ void dwconv_kernel(int64_t n, float *m, const float *x, const float *ws,
-                              const float *wc, const float *bias, int D, int L, int dil, int lo,
-                              int rows) {
-  GRID_STRIDE pai_k_dwconv(i, m, x, ws, wc, bias, D, L, dil, lo, rows);
-}
-extern "C" int pai_gpu_dwconv(pai_gpu *g, int64_t n, float *m, const float *x, const float *ws,
-                              const float *wc, const float *bias, int D, int L, int dil, int lo,
-                              int rows) {
-  dwconv_kernel<<<grid_for(g, n), THREADS, 0, g->stream>>>(n, m, x, ws, wc, bias, D, L, dil, lo,
-                                                           rows);
-  return launched("depthwise conv");
-}
-
-__global__ void affine_pack_kernel(int64_t n, void *out, int out_bf16, const float *x,
-                                   const float *scale, const float *shift, int D, int L, int lo,
-                                   int rows) {
-  GRID_STRIDE pai_k_affine_pack(i, out, out_bf16, x, scale, shift, D, L, lo, rows);
-}
-extern "C" int pai_gpu_affine_pack(pai_gpu *g, int64_t n, void *out, int out_bf16,
-                                   const float *x, const float *scale, const float *shift, int D,
-                                   int L, int lo, int rows) {
-  affine_pack_kernel<<<grid_for(g, n), THREADS, 0, g->stream>>>(n, out, out_bf16, x, scale,
-                                                                shift, D, L, lo, rows);
-  return launched("affine pack");
-}
-
-__global__ void accumulate_kernel(int64_t n, float *acc, const float *v, int first) {
-  GRID_STRIDE pai_k_accumulate(i, acc, v, first);
-}
-extern "C" int pai_gpu_accumulate(pai_gpu *g, int64_t n, float *acc, const float *v, int first) {
-  accumulate_kernel<<<grid_for(g, n), THREADS, 0, g->stream>>>(n, acc, v, first);
-  return launched("accumulate");
-}
-
-__global__ void scale_kernel(int64_t n, float *y, float s) { GRID_STRIDE pai_k_scale(i, y, s); }
-extern "C" int pai_gpu_scale(pai_gpu *g, int64_t n, float *y, float s) {
-  scale_kernel<<<grid_for(g, n), THREADS, 0, g->stream>>>(n, y, s);
-  return launched("scale");
-}
+#define CUDA_DEFINE(name, params, args)                                              \
+  __global__ void name##_kernel(int64_t n, PAI_UNPAREN params) {                     \
+    GRID_STRIDE pai_k_##name(i, PAI_UNPAREN args);                                   \
+  }                                                                                  \
+  extern "C" int pai_gpu_##name(pai_gpu *g, int64_t n, PAI_UNPAREN params) {         \
+    name##_kernel<<<grid_for(g, n), THREADS, 0, g->stream>>>(n, PAI_UNPAREN args);   \
+    return launched(#name);                                                          \
+  }
+PAI_GPU_KERNELS(CUDA_DEFINE)

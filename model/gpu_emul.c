@@ -155,41 +155,11 @@ int pai_gpu_gemm(pai_gpu *g, const pai_gemm *p) {
   return 0;
 }
 
-#define EMUL_LOOP(n, call)                        \
-  do {                                            \
-    _Pragma("omp parallel for schedule(static)")  \
-    for (int64_t i = 0; i < (n); i++) call;       \
-  } while (0)
-
-int pai_gpu_stem(pai_gpu *g, int64_t n, float *y, const uint8_t *codes, const float *w,
-                 const float *bias, int D, int L, int lo, int rows) {
-  (void)g;
-  EMUL_LOOP(n, pai_k_stem(i, y, codes, w, bias, D, L, lo, rows));
-  return 0;
-}
-
-int pai_gpu_dwconv(pai_gpu *g, int64_t n, float *m, const float *x, const float *ws,
-                   const float *wc, const float *bias, int D, int L, int dil, int lo, int rows) {
-  (void)g;
-  EMUL_LOOP(n, pai_k_dwconv(i, m, x, ws, wc, bias, D, L, dil, lo, rows));
-  return 0;
-}
-
-int pai_gpu_affine_pack(pai_gpu *g, int64_t n, void *out, int out_bf16, const float *x,
-                        const float *scale, const float *shift, int D, int L, int lo, int rows) {
-  (void)g;
-  EMUL_LOOP(n, pai_k_affine_pack(i, out, out_bf16, x, scale, shift, D, L, lo, rows));
-  return 0;
-}
-
-int pai_gpu_accumulate(pai_gpu *g, int64_t n, float *acc, const float *v, int first) {
-  (void)g;
-  EMUL_LOOP(n, pai_k_accumulate(i, acc, v, first));
-  return 0;
-}
-
-int pai_gpu_scale(pai_gpu *g, int64_t n, float *y, float s) {
-  (void)g;
-  EMUL_LOOP(n, pai_k_scale(i, y, s));
-  return 0;
-}
+#define EMUL_DEFINE(name, params, args)                               \
+  int pai_gpu_##name(pai_gpu *g, int64_t n, PAI_UNPAREN params) {     \
+    (void)g;                                                          \
+    _Pragma("omp parallel for schedule(static)")                      \
+    for (int64_t i = 0; i < n; i++) pai_k_##name(i, PAI_UNPAREN args); \
+    return 0;                                                         \
+  }
+PAI_GPU_KERNELS(EMUL_DEFINE)

@@ -20,6 +20,7 @@
 PAI_DEV uint32_t pai_f2u(float f) { return __float_as_uint(f); }
 PAI_DEV float pai_u2f(uint32_t u) { return __uint_as_float(u); }
 #else
+#include <math.h>
 #include <string.h>
 #define PAI_DEV static inline
 #define PAI_RESTRICT restrict
@@ -105,5 +106,213 @@ PAI_DEV void pai_k_accumulate(int64_t i, float *PAI_RESTRICT acc, const float *P
 
 /* y[i] *= s */
 PAI_DEV void pai_k_scale(int64_t i, float *y, float s) { y[i] *= s; }
+
+/* ---- training (model/train_gpu.c) ----------------------------------------------------------
+ * Per-channel sums over rows run in two passes with no cooperation between threads: a *_part
+ * kernel has one element per (chunk of rows, column) and sums its chunk in double; then
+ * pai_k_sum_parts adds the chunks. Columns are the fast index, so neighbouring threads read
+ * neighbouring addresses. */
+
+PAI_DEV float pai_k_load(const void *p, int bf16, int64_t i) {
+  return bf16 ? pai_from_bf16(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+PAI_DEV void pai_k_store(void *p, int bf16, int64_t i, float v) {
+  if (bf16)
+    ((uint16_t *)p)[i] = pai_to_bf16(v);
+  else
+    ((float *)p)[i] = v;
+}
+
+/* out[i] = in[i] as float32 or bf16 */
+PAI_DEV void pai_k_cast(int64_t i, void *out, int out_bf16, const float *in) {
+  pai_k_store(out, out_bf16, i, in[i]);
+}
+
+/* out[i] = in[i] */
+PAI_DEV void pai_k_copy(int64_t i, float *PAI_RESTRICT out, const float *PAI_RESTRICT in) {
+  out[i] = in[i];
+}
+
+/* Chunk sums: part[ch][c] = sum over rows r of chunk ch of a[r][c], a (rows, cols) of type
+ * a_bf16. Elements: n_chunks x cols. */
+PAI_DEV void pai_k_colsum_part(int64_t i, double *part, const void *a, int a_bf16, int64_t rows,
+                               int cols, int64_t chunk) {
+  const int c = (int)(i % cols);
+  const int64_t ch = i / cols, r1 = (ch + 1) * chunk < rows ? (ch + 1) * chunk : rows;
+  double s = 0;
+  for (int64_t r = ch * chunk; r < r1; r++) s += pai_k_load(a, a_bf16, r * cols + c);
+  part[i] = s;
+}
+
+/* Batch-norm chunk sums over rows of (rows, D), width 2D:
+ *   part[ch][c] = sum u[r][c],  part[ch][D + c] = sum u[r][c] vhat[r][c]
+ * with vhat = (v - mean) istd, or v when mean is NULL. Elements: n_chunks x 2D. */
+PAI_DEV void pai_k_bnsum_part(int64_t i, double *part, const float *u, const float *v,
+                              const float *mean, const float *istd, int64_t rows, int D,
+                              int64_t chunk) {
+  const int w = (int)(i % (2 * D)), c = w % D, second = w >= D;
+  const int64_t ch = i / (2 * D), r1 = (ch + 1) * chunk < rows ? (ch + 1) * chunk : rows;
+  double s = 0;
+  for (int64_t r = ch * chunk; r < r1; r++) {
+    const float ur = u[r * D + c];
+    if (!second)
+      s += ur;
+    else
+      s += (double)ur * (mean ? (v[r * D + c] - mean[c]) * istd[c] : v[r * D + c]);
+  }
+  part[i] = s;
+}
+
+/* out[c] = sum over n_chunks of part[ch][c], c < width. */
+PAI_DEV void pai_k_sum_parts(int64_t i, double *out, const double *part, int64_t n_chunks,
+                             int width) {
+  double s = 0;
+  for (int64_t ch = 0; ch < n_chunks; ch++) s += part[ch * width + i];
+  out[i] = s;
+}
+
+/* dst[i] += (float)src[i] */
+PAI_DEV void pai_k_add_f64(int64_t i, float *dst, const double *src) { dst[i] += (float)src[i]; }
+
+/* Batch statistics from the global sums s (2D: sum x, sum x^2) over n rows: mean and istd
+ * (stat[0..D), stat[D..2D)), and the moving averages updated with momentum mom. Elements: D. */
+PAI_DEV void pai_k_bn_stats(int64_t i, float *stat, float *mov_mean, float *mov_var,
+                            const double *s, double n, double eps, double mom, int D) {
+  const double mu = s[i] / n;
+  double var = s[D + i] / n - mu * mu;
+  if (var < 0) var = 0;
+  stat[i] = (float)mu;
+  stat[D + i] = (float)(1.0 / sqrt(var + eps));
+  mov_mean[i] = (float)(mom * mov_mean[i] + (1.0 - mom) * mu);
+  mov_var[i] = (float)(mom * mov_var[i] + (1.0 - mom) * var);
+}
+
+/* out = (x - mean) istd gamma + beta, as float32 or bf16. x: (rows, D). */
+PAI_DEV void pai_k_bn_apply(int64_t i, void *out, int out_bf16, const float *x,
+                            const float *stat, const float *gamma, const float *beta, int D) {
+  const int c = (int)(i % D);
+  pai_k_store(out, out_bf16, i, (x[i] - stat[c]) * stat[D + c] * gamma[c] + beta[c]);
+}
+
+/* Depthwise conv over B sequences of L rows with the residual (training: every row):
+ *   m[r] = x[r] + bias + sum_k w[k] h[r + (k - 2) dil], taps inside the sequence only. */
+PAI_DEV void pai_k_dwconv_train(int64_t i, float *PAI_RESTRICT m, const float *PAI_RESTRICT x,
+                                const float *PAI_RESTRICT h, const float *PAI_RESTRICT w,
+                                const float *PAI_RESTRICT bias, int L, int D, int dil) {
+  const int c = (int)(i % D);
+  const int64_t r = i / D;
+  const int p = (int)(r % L);
+  float acc = x[i] + bias[c];
+  for (int k = 0; k < 5; k++) {
+    const int off = (k - 2) * dil;
+    if (p + off < 0 || p + off >= L) continue;
+    acc += w[k * D + c] * h[(r + off) * D + c];
+  }
+  m[i] = acc;
+}
+
+/* Its input gradient: dh[r] = sum_k w[k] dm[r - (k - 2) dil] over the taps that read row r. */
+PAI_DEV void pai_k_dwconv_dh(int64_t i, float *PAI_RESTRICT dh, const float *PAI_RESTRICT dm,
+                             const float *PAI_RESTRICT w, int L, int D, int dil) {
+  const int c = (int)(i % D);
+  const int64_t r = i / D;
+  const int p = (int)(r % L);
+  float acc = 0.0f;
+  for (int k = 0; k < 5; k++) {
+    const int off = (k - 2) * dil;
+    if (p - off < 0 || p - off >= L) continue;
+    acc += w[k * D + c] * dm[(r - off) * D + c];
+  }
+  dh[i] = acc;
+}
+
+/* Its kernel and bias gradients, chunk sums of width 6D: slot k < 5: sum_r h[r + off_k] dm[r]
+ * (taps inside the sequence), slot 5: sum_r dm[r]. Elements: n_chunks x 6D. */
+PAI_DEV void pai_k_dwgrad_part(int64_t i, double *part, const float *dm, const float *h,
+                               int64_t rows, int L, int D, int dil, int64_t chunk) {
+  const int w = (int)(i % (6 * D)), k = w / D, c = w % D;
+  const int64_t ch = i / (6 * D), r1 = (ch + 1) * chunk < rows ? (ch + 1) * chunk : rows;
+  const int off = (k - 2) * dil;
+  double s = 0;
+  for (int64_t r = ch * chunk; r < r1; r++) {
+    if (k == 5) {
+      s += dm[r * D + c];
+      continue;
+    }
+    const int p = (int)(r % L);
+    if (p + off >= 0 && p + off < L) s += (double)h[(r + off) * D + c] * dm[r * D + c];
+  }
+  part[i] = s;
+}
+
+/* Stem gradient chunk sums, width 5D: slot s = min(code, 4): sum of da[r][c] over rows with
+ * that code where the stem's ReLU was open (a0 > 0). Elements: n_chunks x 5D. */
+PAI_DEV void pai_k_stemgrad_part(int64_t i, double *part, const uint8_t *codes, const float *a0,
+                                 const float *da, int64_t rows, int D, int64_t chunk) {
+  const int w = (int)(i % (5 * D)), slot = w / D, c = w % D;
+  const int64_t ch = i / (5 * D), r1 = (ch + 1) * chunk < rows ? (ch + 1) * chunk : rows;
+  double s = 0;
+  for (int64_t r = ch * chunk; r < r1; r++) {
+    const int code = codes[r] < 4 ? codes[r] : 4;
+    if (code == slot && a0[r * D + c] > 0.0f) s += da[r * D + c];
+  }
+  part[i] = s;
+}
+
+/* Stem parameters from those sums: gw[code][c] += s[code][c] (code < 4), gb[c] += all five. */
+PAI_DEV void pai_k_stemgrad_apply(int64_t i, float *gw, float *gb, const double *s, int D) {
+  double all = s[4 * D + i];
+  for (int code = 0; code < 4; code++) {
+    gw[code * D + i] += (float)s[code * D + i];
+    all += s[code * D + i];
+  }
+  gb[i] += (float)all;
+}
+
+/* Backward of synchronised batch norm, coefficients from the global sums s (sum dy,
+ * sum dy xhat) over n rows: coef = (gamma istd, mean dy, mean dy xhat). Elements: D. */
+PAI_DEV void pai_k_bn_back_coef(int64_t i, float *coef, const double *s, const float *stat,
+                                const float *gamma, double n, int D) {
+  coef[i] = gamma[i] * stat[D + i];
+  coef[D + i] = (float)(s[i] / n);
+  coef[2 * D + i] = (float)(s[D + i] / n);
+}
+
+/* dx += gamma istd (dy - mean dy - xhat mean(dy xhat)). x, dy, dx: (rows, D). */
+PAI_DEV void pai_k_bn_back_apply(int64_t i, float *dx, const float *dy, const float *x,
+                                 const float *stat, const float *coef, int D) {
+  const int c = (int)(i % D);
+  const float xhat = (x[i] - stat[c]) * stat[D + c];
+  dx[i] += coef[c] * (dy[i] - coef[D + c] - xhat * coef[2 * D + c]);
+}
+
+/* g = u > 0 ? g : 0, both of one type (the ReLU's backward through its output u). */
+PAI_DEV void pai_k_relu_mask(int64_t i, void *g, const void *u, int bf16) {
+  if (!(pai_k_load(u, bf16, i) > 0.0f)) pai_k_store(g, bf16, i, 0.0f);
+}
+
+/* A head's backward through its ReLU: d[i] = kept[i] > 0 ? dpred[i] s : 0, in place of kept. */
+PAI_DEV void pai_k_head_grad(int64_t i, float *kept, const float *dpred, float s) {
+  kept[i] = kept[i] > 0.0f ? dpred[i] * s : 0.0f;
+}
+
+/* The loss: pred = acc inv_n (acc: summed head outputs); dpred = scale[b] (pred - y); chunk
+ * sums of (pred - y)^2 per sample: part[b][ch]. Elements: B x n_chunks, each over `chunk` of
+ * the sample's per = O T values. */
+PAI_DEV void pai_k_loss_part(int64_t i, double *part, float *pred, float *dpred, const float *y,
+                             const float *scale, float inv_n, int64_t per, int64_t n_chunks,
+                             int64_t chunk) {
+  const int64_t b = i / n_chunks, ch = i % n_chunks;
+  const int64_t e1 = (ch + 1) * chunk < per ? (ch + 1) * chunk : per;
+  double s = 0;
+  for (int64_t e = ch * chunk; e < e1; e++) {
+    const int64_t at = b * per + e;
+    pred[at] *= inv_n;
+    const float d = pred[at] - y[at];
+    s += (double)d * d;
+    dpred[at] = scale[b] * d;
+  }
+  part[i] = s;
+}
 
 #endif

@@ -102,7 +102,24 @@ int pai_trainer_init(pai_trainer *t, const pai_config *cfg, int max_batch, pai_c
   return 0;
 }
 
+int pai_trainer_init_backend(pai_trainer *t, const pai_config *cfg, int max_batch, pai_comm *comm,
+                             const pai_backend *backend) {
+  if (backend->device == PAI_DEVICE_CPU) return pai_trainer_init(t, cfg, max_batch, comm);
+  memset(t, 0, sizeof *t);
+  if (max_batch < 1) {
+    PAI_ERR("batch size must be >= 1 (got %d)", max_batch);
+    return PAI_ERR_USAGE;
+  }
+  t->cfg = *cfg;
+  t->max_batch = max_batch;
+  t->comm = comm;
+  int rc = pai_trainer_gpu_init(t, backend);
+  if (rc < 0) pai_trainer_free(t);
+  return rc;
+}
+
 void pai_trainer_free(pai_trainer *t) {
+  pai_trainer_gpu_free(t);
   free(t->act);
   free(t->mid);
   free(t->hid);
@@ -373,6 +390,7 @@ int pai_trainer_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, const 
             global_B, head, c->n_heads);
     return PAI_ERR_USAGE;
   }
+  if (t->gpu) return pai_trainer_gpu_grad(t, P, codes, y, B, head, global_B, G, loss);
   const int T = c->output_dims[head], n_short = pai_n_shortcuts(c);
   const size_t rows = (size_t)B * L, global_rows = (size_t)global_B * L;
   memset(G->data, 0, G->n_floats * sizeof(float));

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "model/arena.h"
+#include "model/backend.h"
 #include "model/model.h"
 #include "mpi/comm.h"
 
@@ -35,9 +36,12 @@ static inline int pai_sample_weight(const uint8_t *codes, int L) {
   return 0;
 }
 
+struct pai_trainer_gpu;
+
 typedef struct {
   pai_config cfg;
   int max_batch;
+  struct pai_trainer_gpu *gpu;   /* non-NULL: the step runs on the GPU (model/train_gpu.c) */
   pai_comm *comm;
   int n_threads;          /* OpenMP threads the per-thread partials were sized for */
   pai_arena arena;
@@ -58,7 +62,22 @@ typedef struct {
 size_t pai_trainer_bytes(const pai_config *cfg, int max_batch);
 
 int pai_trainer_init(pai_trainer *t, const pai_config *cfg, int max_batch, pai_comm *comm) PAI_WUR;
+/* The same on a backend: a cuda one keeps activations and the step's work on the GPU
+ * (model/train_gpu.c); the grad interface, P, G and the results stay as below. comm may be an
+ * NCCL communicator (device buffers, mpi/comm.h) or the MPI one (the GPU trainer then stages
+ * its sums through host memory). */
+int pai_trainer_init_backend(pai_trainer *t, const pai_config *cfg, int max_batch, pai_comm *comm,
+                             const pai_backend *backend) PAI_WUR;
 void pai_trainer_free(pai_trainer *t);
+
+/* The GPU side (model/train_gpu.c), called by the functions of this header. */
+int pai_trainer_gpu_init(pai_trainer *t, const pai_backend *backend) PAI_WUR;
+int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, const float *y,
+                         int B, int head, int global_B, pai_params *grad, double *loss) PAI_WUR;
+void pai_trainer_gpu_free(pai_trainer *t);
+/* The GPU trainer's stream, for pai_comm_init_nccl; the caller may then point t->comm at that
+ * communicator. */
+void *pai_trainer_gpu_stream(pai_trainer *t);
 
 /* One step's forward and backward over this rank's B sequences (codes (B, L), base codes 0..4)
  * with targets y (B, O, T_head) for head `head` (a batch holds one species). Batch-norm moving

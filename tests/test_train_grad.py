@@ -348,8 +348,12 @@ def self_checks(ck, tmp):
 # Part B: C tool vs reference
 # --------------------------------------------------------------------------------------------
 
+# Extra train_step arguments (tests/test_gpu_train.py runs this part on the GPU backend).
+EXTRA_ARGS = []
+
+
 def train_cmd(exe, folder, batch, out, state, clip, lr, wd, steps):
-    cmd = [exe, "--model_folder", folder, "--batch", batch, "--out", out]
+    cmd = [exe, "--model_folder", folder, "--batch", batch, "--out", out, *EXTRA_ARGS]
     if state:
         cmd += ["--state", state]
     if clip != "default":

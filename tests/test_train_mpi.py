@@ -71,8 +71,13 @@ def tensor_compare(ck, label, a, b, names, atol):
     return ck.check(not bad, msg + (f"; {len(bad)} out of tolerance" if bad else ""))
 
 
+# Extra train_step arguments (tests/test_gpu_train.py runs these checks on the GPU backend).
+EXTRA_ARGS = []
+
+
 def train(exe, ranks, folder, batch, state, out, timeout=180):
-    cmd = mpirun_prefix(ranks) + [exe, "--model_folder", folder, "--batch", batch, "--out", out,
+    cmd = mpirun_prefix(ranks) + [exe, *EXTRA_ARGS, "--model_folder", folder, "--batch", batch,
+                                  "--out", out,
                                   "--state", state, "--lr", repr(LR), "--wd", repr(WD),
                                   "--clipnorm", repr(CLIPNORM), "--steps", str(STEPS),
                                   "--threads", "1"]
@@ -84,6 +89,15 @@ def main():
     import torch
     torch.set_num_threads(2)
     ck = Checker()
+    check_ranks(ck, exe)
+    return ck.finish()
+
+
+def check_ranks(ck, exe, label=""):
+    """Every check above for one train_step program (label prefixes the lines)."""
+    ck_check = ck.check
+    ck = type("Prefixed", (), {"check": staticmethod(
+        lambda ok, what: ck_check(ok, f"{label}{what}"))})()
     rng = np.random.default_rng(2024)
     with tempfile.TemporaryDirectory() as tmp:
         L = O + 2 * R.receptive_radius(N) + EXTRA
@@ -180,7 +194,6 @@ def main():
                  "B=3 on 2 ranks: the error on stderr mentions 'batch'")
         left = sorted(os.listdir(err_dir))
         ck.check(not left, f"B=3 on 2 ranks: no output written (folder holds {left})")
-    return ck.finish()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
  *
  *   [mpirun -np R] train_step --model_folder M --batch B.h5 --out O.h5 [--state S.h5]
  *       [--lr 1e-3] [--wd 0.01] [--clipnorm 1e-4] [--steps 1] [--threads N]
+ *       [--device cpu|cuda] [--precision fp32|bf16] [--comm mpi|nccl]
  *
  * B.h5: /x uint8 [B, L], /y float32 [B, O, T_s], root attribute species (the head). Rank r of R
  * takes samples [r B / R, (r + 1) B / R). S.h5 (optional, else zeros and step 0): attribute step,
@@ -107,12 +108,12 @@ fail:
 
 static int run(const pai_dist *dist, const char *model_folder, const char *batch_path,
                const char *state_path, const char *out_path, double lr, double wd,
-               double clipnorm, int steps) {
+               double clipnorm, int steps, const pai_backend *be, int nccl) {
   pai_model model = {0};
   pai_params G = {0};
   batch b = {0};
   pai_trainer tr = {0};
-  pai_comm comm = {0};
+  pai_comm comm = {0}, comm_nccl = {0};
   float *m = NULL, *v = NULL, *grad1 = NULL;
   int64_t step = 0;
   double loss1 = 0;
@@ -143,7 +144,11 @@ static int run(const pai_dist *dist, const char *model_folder, const char *batch
   }
   if (state_path[0]) PAI_CHECK(read_state(state_path, &model.params, m, v, &step));
   PAI_CHECK(pai_comm_init_mpi(&comm, dist));
-  PAI_CHECK(pai_trainer_init(&tr, c, local, &comm));
+  PAI_CHECK(pai_trainer_init_backend(&tr, c, local, &comm, be));
+  if (nccl) {
+    PAI_CHECK(pai_comm_init_nccl(&comm_nccl, dist, pai_trainer_gpu_stream(&tr)));
+    tr.comm = &comm_nccl;
+  }
   const pai_adamw opt = pai_adamw_defaults(lr, wd, clipnorm);
   for (int k = 0; k < steps; k++) {
     double loss = 0;
@@ -158,6 +163,7 @@ static int run(const pai_dist *dist, const char *model_folder, const char *batch
   if (dist->rank == 0) PAI_CHECK(write_out(out_path, loss1, &model.params, grad1, m, v, step));
 fail:
   pai_trainer_free(&tr);
+  pai_comm_free(&comm_nccl);
   pai_comm_free(&comm);
   free(m);
   free(v);
@@ -174,7 +180,7 @@ int main(int argc, char **argv) {
   if (pai_dist_init(&d, &argc, &argv) < 0) return 1;
   pai_h5_quiet();
   char model[PAI_PATH_LEN] = "", batch_path[PAI_PATH_LEN] = "", state[PAI_PATH_LEN] = "",
-       out[PAI_PATH_LEN] = "";
+       out[PAI_PATH_LEN] = "", device[32] = "cpu", precision[32] = "fp32", commname[32] = "mpi";
   double lr = 1e-3, wd = 0.01, clipnorm = 1e-4;
   int steps = 1, threads = 0;
   pai_opt opts[] = {
@@ -187,14 +193,22 @@ int main(int argc, char **argv) {
       {"clipnorm", PAI_OPT_DOUBLE, &clipnorm, "per-tensor gradient clip norm", 0, 0},
       {"steps", PAI_OPT_INT, &steps, "training steps on the batch", 0, 0},
       {"threads", PAI_OPT_INT, &threads, "CPU threads (default: OpenMP's)", 0, 0},
+      {"device", PAI_OPT_STR, device, "cpu or cuda", 0, 0},
+      {"precision", PAI_OPT_STR, precision, "GPU dense layers: fp32 or bf16", 0, 0},
+      {"comm", PAI_OPT_STR, commname, "GPU sums: mpi (host staging) or nccl", 0, 0},
   };
   if (d.rank != 0) pai_log_set_mute(1);
   int rc = pai_opts_parse(opts, sizeof opts / sizeof opts[0], "train_step", "train_step",
                           "Test driver: training steps on one batch.", argc, argv);
+  pai_backend be = {.gpu_index = d.local_rank};
+  if (rc == 0 && (pai_device_select(device, 1, &be.device) < 0 ||
+                  pai_precision_select(precision, &be.precision) < 0))
+    rc = PAI_ERR_USAGE;
   pai_log_set_mute(0);
   if (rc == 0) {
     pai_set_threads(threads);
-    rc = run(&d, model, batch_path, state, out, lr, wd, clipnorm, steps);
+    rc = run(&d, model, batch_path, state, out, lr, wd, clipnorm, steps, &be,
+             !strcmp(commname, "nccl"));
   }
   rc = rc == 1 ? 0 : pai_dist_agree(&d, rc);
   pai_dist_finalize(&d);

@@ -1,0 +1,65 @@
+/* gpu_kernel_list.h - the element-wise kernels of model/gpu_kernels.h, listed once:
+ *   X(name, (parameters after the element index), (the same names, as arguments))
+ * model/gpu.h declares a launcher per entry,
+ *   int pai_gpu_<name>(pai_gpu *g, int64_t n, parameters...)    runs pai_k_<name> for i < n
+ * and each runtime defines them from this list (model/gpu_cuda.cu: a grid-stride kernel;
+ * model/gpu_emul.c: an OpenMP loop), so the two can never disagree on a signature. */
+#ifndef PAI_GPU_KERNEL_LIST_H
+#define PAI_GPU_KERNEL_LIST_H
+
+#define PAI_UNPAREN(...) __VA_ARGS__
+
+#define PAI_GPU_KERNELS(X)                                                                       \
+  X(stem, (float *y, const uint8_t *codes, const float *w, const float *bias, int D, int L,      \
+           int lo, int rows),                                                                   \
+    (y, codes, w, bias, D, L, lo, rows))                                                        \
+  X(dwconv, (float *m, const float *x, const float *ws, const float *wc, const float *bias,     \
+             int D, int L, int dil, int lo, int rows),                                          \
+    (m, x, ws, wc, bias, D, L, dil, lo, rows))                                                  \
+  X(affine_pack, (void *out, int out_bf16, const float *x, const float *scale,                  \
+                  const float *shift, int D, int L, int lo, int rows),                          \
+    (out, out_bf16, x, scale, shift, D, L, lo, rows))                                           \
+  X(accumulate, (float *acc, const float *v, int first), (acc, v, first))                       \
+  X(scale, (float *y, float s), (y, s))                                                         \
+  X(cast, (void *out, int out_bf16, const float *in), (out, out_bf16, in))                      \
+  X(copy, (float *out, const float *in), (out, in))                                             \
+  X(colsum_part, (double *part, const void *a, int a_bf16, int64_t rows, int cols,              \
+                  int64_t chunk),                                                               \
+    (part, a, a_bf16, rows, cols, chunk))                                                       \
+  X(bnsum_part, (double *part, const float *u, const float *v, const float *mean,               \
+                 const float *istd, int64_t rows, int D, int64_t chunk),                        \
+    (part, u, v, mean, istd, rows, D, chunk))                                                   \
+  X(sum_parts, (double *out, const double *part, int64_t n_chunks, int width),                  \
+    (out, part, n_chunks, width))                                                               \
+  X(add_f64, (float *dst, const double *src), (dst, src))                                       \
+  X(bn_stats, (float *stat, float *mov_mean, float *mov_var, const double *s, double count,     \
+               double eps, double mom, int D),                                                  \
+    (stat, mov_mean, mov_var, s, count, eps, mom, D))                                               \
+  X(bn_apply, (void *out, int out_bf16, const float *x, const float *stat, const float *gamma,  \
+               const float *beta, int D),                                                       \
+    (out, out_bf16, x, stat, gamma, beta, D))                                                   \
+  X(dwconv_train, (float *m, const float *x, const float *h, const float *w, const float *bias, \
+                   int L, int D, int dil),                                                      \
+    (m, x, h, w, bias, L, D, dil))                                                              \
+  X(dwconv_dh, (float *dh, const float *dm, const float *w, int L, int D, int dil),             \
+    (dh, dm, w, L, D, dil))                                                                     \
+  X(dwgrad_part, (double *part, const float *dm, const float *h, int64_t rows, int L, int D,    \
+                  int dil, int64_t chunk),                                                      \
+    (part, dm, h, rows, L, D, dil, chunk))                                                      \
+  X(stemgrad_part, (double *part, const uint8_t *codes, const float *a0, const float *da,       \
+                    int64_t rows, int D, int64_t chunk),                                        \
+    (part, codes, a0, da, rows, D, chunk))                                                      \
+  X(stemgrad_apply, (float *gw, float *gb, const double *s, int D), (gw, gb, s, D))             \
+  X(bn_back_coef, (float *coef, const double *s, const float *stat, const float *gamma,         \
+                   double count, int D),                                                        \
+    (coef, s, stat, gamma, count, D))                                                               \
+  X(bn_back_apply, (float *dx, const float *dy, const float *x, const float *stat,              \
+                    const float *coef, int D),                                                  \
+    (dx, dy, x, stat, coef, D))                                                                 \
+  X(relu_mask, (void *grad, const void *u, int bf16), (grad, u, bf16))                                \
+  X(head_grad, (float *kept, const float *dpred, float s), (kept, dpred, s))                    \
+  X(loss_part, (double *part, float *pred, float *dpred, const float *y, const float *scale,    \
+                float inv_n, int64_t per, int64_t n_chunks, int64_t chunk),                     \
+    (part, pred, dpred, y, scale, inv_n, per, n_chunks, chunk))
+
+#endif

@@ -1,0 +1,144 @@
+"""The GPU backend's training step (model/train_gpu.c) against the float64 training reference.
+
+`train_step --device cuda` runs the checks of two CPU tests on the GPU trainer:
+  * Part B of tests/test_train_grad.py on every case there: the first step's loss and gradient
+    of every tensor, the moving statistics, the AdamW update from the returned gradient, and
+    chained steps, against tests/ref/train_ref.py (float64), with that test's tolerances;
+  * tests/test_train_mpi.py: 1 and 2 ranks give the same loss, gradients and parameters after 3
+    steps, both match the reference, and a batch that does not divide fails cleanly;
+in two settings:
+  1. emulated: `train_step_emul` links the host emulation of the GPU runtime (PAI_GPU_EMULATE=1),
+     so the trainer's code above model/gpu.h is checked on any machine; the rank checks run with
+     --comm mpi (sums staged through host memory) and --comm nccl (the emulation's stand-in).
+  2. on a GPU: the real `train_step` (CUDA, cuBLASLt, NCCL): Part B, NCCL with one rank and the
+     MPI path with two ranks on one GPU. Skipped, with a message, when no GPU is visible.
+Both in fp32 (--precision fp32), plus one bf16 run per setting against the same reference:
+TOLERANCES for bf16: the dense layers' operands are rounded to 8 significant bits (2^-9 relative
+each); the loss is a mean of squares of outputs carrying the forward's ~4e-3-of-scale error
+(tests/test_gpu_forward.py), so |loss - ref| <= 3e-2 |ref| (measured 7e-4). Gradients: most
+entries are off by a few 2^-9 of the tensor's scale (measured ~3e-3 of max|ref|), but a ReLU
+unit whose pre-activation sits within rounding of zero switches on or off between precisions
+and changes a whole column of its kernel's gradient (measured: one column of 64 off by 0.22 of
+max|ref|), and through the next layers' sums also small vectors such as a batch norm's gamma
+gradient (measured up to 5e-2 of max|ref|). So per tensor, as a direction and a size: cosine
+similarity with the reference >= 0.99 (measured >= 0.9975) and |g| / |ref| within 1 +- 0.1 (measured 0.034);
+a wrong transpose, sum or sign fails the first at O(1), a missing factor the second.
+Usage: /usr/bin/python3 tests/test_gpu_train.py --bin BUILD_DIR
+"""
+
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+import test_train_grad as TG
+import test_train_mpi as TM
+from harness import Checker, exe_from_args, require_binary, run  # noqa: E402
+from test_gpu_forward import gpus_visible
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
+import promoterai_ref as R  # noqa: E402
+import train_ref as TR  # noqa: E402
+
+BF16_LOSS_RTOL, BF16_GRAD_COS, BF16_GRAD_NORM = 3e-2, 0.99, 0.1
+
+
+def part_b(ck, exe, tmp, label, args):
+    TG.EXTRA_ARGS = ["--device", "cuda", *args]
+    sub = os.path.join(tmp, label.replace(" ", "_"))
+    os.makedirs(sub)
+    for k, case in enumerate(TG.CASES):
+        case = (f"{case[0]} [{label}]",) + tuple(case[1:])
+        os.makedirs(os.path.join(sub, case[0]), exist_ok=True)
+        TG.run_case(ck, exe, sub, case, seed=k + 1)
+    TG.EXTRA_ARGS = []
+
+
+def ranks(ck, exe, label, args):
+    TM.EXTRA_ARGS = ["--device", "cuda", *args]
+    TM.check_ranks(ck, exe, label=f"[{label}] ")
+    TM.EXTRA_ARGS = []
+
+
+def bf16_case(ck, exe, tmp, label):
+    """One step in bf16 against the float64 reference (tolerances in the docstring)."""
+    rng = np.random.default_rng(7)
+    N, D, dims, O, B, species = 8, 16, [3, 2], 32, 2, 0
+    L = O + 2 * R.receptive_radius(N)
+    folder = os.path.join(tmp, f"bf16_{label}".replace(" ", "_"))
+    R.write_random_model(folder, N, D, dims, L, O, ["human", "mouse"], seed=4242)
+    meta, w = TR.model_weights(folder)
+    x = TG.random_codes(rng, B, L)
+    y = TG.random_targets(rng, B, O, dims[species])
+    batch = os.path.join(folder, "batch.h5")
+    TR.write_batch(batch, x, y, species)
+    loss, grads, _ = TR.train_loss_and_grads(w, meta, x, y, species)
+    out = os.path.join(folder, "out.h5")
+    proc = run([exe, "--model_folder", folder, "--batch", batch, "--out", out, "--device", "cuda",
+                "--precision", "bf16", "--threads", "2"])
+    if not ck.check(proc.returncode == 0, f"[{label} bf16] train_step exit 0"):
+        return
+    c = TR.read_train_out(out)
+    cl = c.get("loss", float("nan"))
+    ck.check(abs(cl - loss) <= BF16_LOSS_RTOL * abs(loss),
+             f"[{label} bf16] loss {cl:.6g} vs ref {loss:.6g} (rel err "
+             f"{abs(cl - loss) / abs(loss):.2e}, tol {BF16_LOSS_RTOL})")
+    worst_norm, worst_cos, bad = 0.0, 1.0, []
+    for n in TR.trainable_names(meta):
+        r, g = grads[n], c["grad"].get(n)
+        if g is None or g.shape != r.shape:
+            bad.append(n)
+            continue
+        if not np.any(r):
+            if np.any(g):
+                bad.append(n)
+            continue
+        norm = abs(float(np.linalg.norm(g) / np.linalg.norm(r)) - 1.0)
+        cos = float((g * r).sum() / (np.linalg.norm(g) * np.linalg.norm(r) + 1e-300))
+        worst_norm, worst_cos = max(worst_norm, norm), min(worst_cos, cos)
+        if not (norm <= BF16_GRAD_NORM and cos >= BF16_GRAD_COS):
+            bad.append(f"{n} (|g|/|ref| - 1 = {norm:.2e}, cos {cos:.4f})")
+    ck.check(not bad, f"[{label} bf16] every gradient: cosine with the reference >= "
+                      f"{BF16_GRAD_COS} (worst {worst_cos:.5f}) and |g|/|ref| within 1 +- "
+                      f"{BF16_GRAD_NORM} (worst {worst_norm:.2e})"
+                      f"{'; off: ' + ', '.join(bad[:6]) if bad else ''}")
+
+
+def main():
+    exe = exe_from_args(__doc__, "train_step")
+    emul = require_binary(os.path.dirname(exe), "train_step_emul")
+    pmodel = require_binary(os.path.dirname(exe), "pmodel")
+    torch.set_num_threads(2)
+    ck = Checker()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["PAI_GPU_EMULATE"] = "1"
+        part_b(ck, emul, tmp, "emulated fp32", ["--precision", "fp32"])
+        ranks(ck, emul, "emulated, comm mpi", ["--precision", "fp32", "--comm", "mpi"])
+        ranks(ck, emul, "emulated, comm nccl", ["--precision", "fp32", "--comm", "nccl"])
+        bf16_case(ck, emul, tmp, "emulated")
+        del os.environ["PAI_GPU_EMULATE"]
+        n = gpus_visible(pmodel)
+        if n == 0:
+            print("SKIP the real GPU part: no GPU visible to this build (the emulated part above "
+                  "ran)", flush=True)
+        else:
+            part_b(ck, exe, tmp, "GPU fp32", ["--precision", "fp32"])
+            ranks(ck, exe, "GPU, comm mpi", ["--precision", "fp32", "--comm", "mpi"])
+            if n >= 2:
+                ranks(ck, exe, "GPU, comm nccl", ["--precision", "fp32", "--comm", "nccl"])
+            else:
+                # NCCL refuses two ranks on one GPU: one rank, checked by Part B's loss/grads
+                TG.EXTRA_ARGS = ["--device", "cuda", "--precision", "fp32", "--comm", "nccl"]
+                sub = os.path.join(tmp, "gpu_nccl1")
+                case = ("nccl_one_rank",) + tuple(TG.CASES[0][1:])
+                os.makedirs(os.path.join(sub, case[0]))
+                TG.run_case(ck, exe, sub, case, seed=1)
+                TG.EXTRA_ARGS = []
+            bf16_case(ck, exe, tmp, "GPU")
+    return ck.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
