@@ -68,14 +68,15 @@ static int fetch_wait(fetch *f) {
 /* ---- validation (inference-mode batch norm, centred crops, head 0) ----------------------------- */
 
 static int validate(const pai_dist *d, pai_comm *comm, const pai_model *model, pai_dataset *val,
-                    int local, uint8_t *x, float *y, uint16_t *scratch, double *val_loss) {
+                    int local, uint8_t *x, float *y, uint16_t *scratch,
+                    const pai_backend *backend, double *val_loss) {
   const pai_config *c = &model->cfg;
   const int L = c->input_length, O = c->output_length, T = c->output_dims[0];
   const int64_t lo = val->n_samples * d->rank / d->size,
                 hi = val->n_samples * (d->rank + 1) / d->size;
   pai_infer inf;
   float *pred = malloc((size_t)local * O * T * sizeof(float));
-  int rc = pred ? pai_infer_init(&inf, model, local, PAI_HEAD(0), &PAI_BACKEND_CPU) : PAI_ERR_NOMEM;
+  int rc = pred ? pai_infer_init(&inf, model, local, PAI_HEAD(0), backend) : PAI_ERR_NOMEM;
   double sums[2] = {0, (double)(hi - lo)};
   for (int64_t i = lo; rc == 0 && i < hi; i += local) {
     const int nb = hi - i < local ? (int)(hi - i) : local;
@@ -112,7 +113,7 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
   int n_sets = 0, have_val = 0;
   pai_sampler smp = {0};
   pai_trainer tr = {0};
-  pai_comm comm = {0};
+  pai_comm comm = {0}, comm_nccl = {0};
   fetch slot[2] = {{0}, {0}};
   memset(sets, 0, sizeof sets);
   char state_path[PAI_PATH_LEN + 32];
@@ -251,9 +252,14 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
   PAI_CHECK(pai_params_init(&G, &model.cfg));
   PAI_CHECK(pai_sampler_init(&smp, sets, n_heads, o->batch_size, (uint64_t)o->seed,
                              o->input_length, o->output_length));
-  rc = pai_trainer_init(&tr, &model.cfg, local, &comm);
+  rc = pai_trainer_init_backend(&tr, &model.cfg, local, &comm, &o->backend);
   rc = pai_dist_agree(d, rc);
   if (rc < 0) goto done;
+  if (o->backend.device == PAI_DEVICE_CUDA && o->nccl && d->size > 1) {
+    /* gradients and batch-norm sums go GPU to GPU; validation keeps the MPI sums (host) */
+    PAI_CHECK(pai_comm_init_nccl(&comm_nccl, d, pai_trainer_gpu_stream(&tr)));
+    tr.comm = &comm_nccl;
+  }
   int t_max = 0;
   for (int j = 0; j < n_heads; j++) t_max = sets[j].n_tracks > t_max ? sets[j].n_tracks : t_max;
   for (int k = 0; k < 2; k++) {
@@ -292,7 +298,7 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
 
   if (prog.epoch == 0 && prog.step == 0) {
     PAI_CHECK(validate(d, &comm, &model, &sets[n_heads], local, slot[0].x, slot[0].y,
-                       slot[0].scratch, &prog.initial_val_loss));
+                       slot[0].scratch, &o->backend, &prog.initial_val_loss));
     if (d->rank == 0) PAI_INFO("initial val_loss %.6g", prog.initial_val_loss);
   }
   const pai_adamw base = pai_adamw_defaults(o->learning_rate, o->weight_decay, o->clipnorm);
@@ -324,7 +330,7 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
     }
     double val_loss = NAN;
     PAI_CHECK(validate(d, &comm, &model, &sets[n_heads], local, slot[0].x, slot[0].y,
-                       slot[0].scratch, &val_loss));
+                       slot[0].scratch, &o->backend, &val_loss));
     const pai_epoch_log row = {.loss = meter.loss_sum / (double)spe, .val_loss = val_loss,
                                .lr = opt.lr, .wd = opt.wd};
     const int wrc = d->rank == 0 ? pai_epoch_save(o->model_folder, state_path, &model, adam_m,
@@ -354,6 +360,7 @@ done:
   for (int j = 0; j < n_sets; j++) pai_dataset_close(&sets[j]);
   if (have_val) pai_dataset_close(&sets[n_heads]);
   pai_params_free(&G);
+  pai_comm_free(&comm_nccl);
   pai_comm_free(&comm);
   pai_model_free(&model);
   free(adam_m);

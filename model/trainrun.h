@@ -6,6 +6,7 @@
 #ifndef PAI_TRAINRUN_H
 #define PAI_TRAINRUN_H
 
+#include "model/backend.h"
 #include "model/options.h"
 #include "mpi/dist.h"
 
@@ -20,6 +21,8 @@ typedef struct {
   int64_t seed;
   int resume, log_every;
   int stop_after;     /* > 0: stop once this many epochs are done (a later --resume goes on) */
+  pai_backend backend;   /* cpu, or cuda: one GPU per rank (gpu_index = node-local rank) */
+  int nccl;              /* cuda with several ranks: sums with NCCL (1) or staged MPI (0) */
 } pai_train_opts;
 
 int pai_train_run(const pai_dist *d, const pai_train_opts *o) PAI_WUR;

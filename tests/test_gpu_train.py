@@ -12,6 +12,11 @@ in two settings:
      --comm mpi (sums staged through host memory) and --comm nccl (the emulation's stand-in).
   2. on a GPU: the real `train_step` (CUDA, cuBLASLt, NCCL): Part B, NCCL with one rank and the
      MPI path with two ranks on one GPU. Skipped, with a message, when no GPU is visible.
+and `ptrain` end to end (shards, sampler, optimizer, validation through the GPU forward): 2 epochs
+of 3 steps on the GPU backend (fp32; 1 rank, and 2 ranks with each communicator) against the
+CPU run of the same command, epoch by epoch: loss and val_loss within 1e-4 relative (the same
+arithmetic in another order: ~1e-6 measured); on a GPU also the learning check of
+tests/test_ptrain.py in bf16 (its thresholds are about learning, not digits).
 Both in fp32 (--precision fp32), plus one bf16 run per setting against the same reference:
 TOLERANCES for bf16: the dense layers' operands are rounded to 8 significant bits (2^-9 relative
 each); the loss is a mean of squares of outputs carrying the forward's ~4e-3-of-scale error
@@ -43,6 +48,32 @@ import promoterai_ref as R  # noqa: E402
 import train_ref as TR  # noqa: E402
 
 BF16_LOSS_RTOL, BF16_GRAD_COS, BF16_GRAD_NORM = 3e-2, 0.99, 0.1
+PTRAIN_RTOL = 1e-4
+PTRAIN_OPTS = dict(input_length=80, output_length=64, num_blocks=4, model_dim=8, batch_size=4,
+                   epochs=2, steps_per_epoch=3, learning_rate=3e-3, seed=0, threads=1, quiet=True)
+
+
+def ptrain_compare(ck, tmp, h5, cpu_exe, gpu_exe, label, ranks, extra):
+    """ptrain on the GPU backend vs on the CPU: logs.csv losses epoch by epoch."""
+    import test_ptrain as TP
+    from harness import MPI_ENV, mpirun_prefix, run_group
+    logs = {}
+    for name, exe, args in (("cpu", cpu_exe, ["--device", "cpu"]),
+                            ("gpu", gpu_exe, ["--device", "cuda", "--precision", "fp32", *extra])):
+        folder = os.path.join(tmp, f"ptrain_{label}_{name}".replace(" ", "_").replace(",", ""))
+        cmd = [exe, *TP.ptrain_args(folder, h5, **{k: str(v) if not isinstance(v, bool) else v
+                                                    for k, v in PTRAIN_OPTS.items()}), *args]
+        proc = run_group(mpirun_prefix(ranks) + cmd, timeout=600, env_extra=MPI_ENV)
+        if not ck.check(proc.returncode == 0, f"[{label}] ptrain --device {args[1]} on {ranks} "
+                                              f"rank(s): exit 0 (got {proc.returncode})"):
+            return
+        logs[name] = TP.read_logs(os.path.join(folder, "logs.csv"))[1]
+    a, b = np.array(logs["cpu"]), np.array(logs["gpu"])
+    ok = a.shape == b.shape and a.shape[0] == PTRAIN_OPTS["epochs"]
+    err = float(np.max(np.abs(a[:, 1:3] - b[:, 1:3]) / np.abs(a[:, 1:3]))) if ok else float("inf")
+    ck.check(ok and err <= PTRAIN_RTOL,
+             f"[{label}] ptrain GPU vs CPU, {ranks} rank(s): loss and val_loss per epoch within "
+             f"{PTRAIN_RTOL} relative (worst {err:.2e})")
 
 
 def part_b(ck, exe, tmp, label, args):
@@ -118,6 +149,17 @@ def main():
         ranks(ck, emul, "emulated, comm mpi", ["--precision", "fp32", "--comm", "mpi"])
         ranks(ck, emul, "emulated, comm nccl", ["--precision", "fp32", "--comm", "nccl"])
         bf16_case(ck, emul, tmp, "emulated")
+        import test_ptrain as TP
+        bin_dir = os.path.dirname(exe)
+        data = TP.make_data(ck, tmp, require_binary(bin_dir, "psynth"),
+                            require_binary(bin_dir, "ppreprocess"))
+        ptrain, ptrain_emul = (require_binary(bin_dir, n) for n in ("ptrain", "ptrain_emul"))
+        if data:
+            ptrain_compare(ck, tmp, data[1], ptrain, ptrain_emul, "emulated", 1, [])
+            ptrain_compare(ck, tmp, data[1], ptrain, ptrain_emul, "emulated, comm mpi", 2,
+                           ["--comm", "mpi"])
+            ptrain_compare(ck, tmp, data[1], ptrain, ptrain_emul, "emulated, comm nccl", 2,
+                           ["--comm", "nccl"])
         del os.environ["PAI_GPU_EMULATE"]
         n = gpus_visible(pmodel)
         if n == 0:
@@ -137,6 +179,11 @@ def main():
                 TG.run_case(ck, exe, sub, case, seed=1)
                 TG.EXTRA_ARGS = []
             bf16_case(ck, exe, tmp, "GPU")
+            if data:
+                ptrain_compare(ck, tmp, data[1], ptrain, ptrain, "GPU", 1, [])
+                TP.DEVICE_ARGS = ["--device", "cuda", "--precision", "bf16"]
+                TP.test_learning(ck, tmp, ptrain, require_binary(bin_dir, "pmodel"), data[1])
+                TP.DEVICE_ARGS = ["--device", "cpu"]
     return ck.finish()
 
 

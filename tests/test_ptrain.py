@@ -102,8 +102,13 @@ PAR_RTOL, PAR_ATOL = 1e-5, 1e-7
 LOG_RTOL = 1e-6
 
 
+# The CPU trainer unless a caller says otherwise (tests/test_gpu_train.py runs test_learning on
+# a GPU): on a machine with a GPU, ptrain's default --device auto would pick it.
+DEVICE_ARGS = ["--device", "cpu"]
+
+
 def ptrain_args(model_folder, human, **opts):
-    args = ["--model_folder", model_folder, "--h5_human_folder", human]
+    args = ["--model_folder", model_folder, "--h5_human_folder", human, *DEVICE_ARGS]
     for k, v in opts.items():
         if isinstance(v, (list, tuple)):
             args += [f"--{k}", *v]

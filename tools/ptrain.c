@@ -3,6 +3,7 @@
  *       --input_length 20480 --output_length 4096 --num_blocks 24 --model_dim 1024 --batch_size 32
  * Exit status, the same on every rank: 0 success, 1 bad input or I/O failure, 2 usage error. */
 #include <stdio.h>
+#include <string.h>
 
 #include "model/backend.h"
 #include "model/options.h"
@@ -21,6 +22,7 @@ int main(int argc, char **argv) {
       threads = 0, quiet = 0, stop_after = 0;
   int64_t seed = 0;
   double lr = 5e-4, wd = 5e-6, clipnorm = 1e-4;
+  char device[32] = "auto", precision[32] = "bf16", comm[32] = "nccl";
   pai_opt opts[] = {
       {"model_folder", PAI_OPT_STR, model_folder, "output folder: model.h5 (best), logs.csv, train_state.h5", 1, 0},
       {"h5_human_folder", PAI_OPT_STR, human, "ppreprocess folder of the human shards (head 0)", 1, 0},
@@ -42,6 +44,9 @@ int main(int argc, char **argv) {
       {"stop_after_epochs", PAI_OPT_INT, &stop_after, "end this run once this many epochs are done (for time-limited jobs)", 0, 0},
       {"log_every", PAI_OPT_INT, &log_every, "steps between progress lines", 0, 0},
       {"threads", PAI_OPT_INT, &threads, "CPU threads per rank (default: OMP_NUM_THREADS)", 0, 0},
+      {"device", PAI_OPT_STR, device, "cpu, cuda (one GPU per rank), or auto (cuda when a GPU is visible)", 0, 0},
+      {"precision", PAI_OPT_STR, precision, "GPU dense layers: bf16 (fp32 accumulation) or fp32", 0, 0},
+      {"comm", PAI_OPT_STR, comm, "GPU sums over ranks: nccl, or mpi (staged through host memory)", 0, 0},
       {"quiet", PAI_OPT_FLAG, &quiet, "no progress lines (warnings and errors still print)", 0, 0},
   };
   int rc = pai_opts_parse_ranks(&d, opts, sizeof opts / sizeof opts[0], "ptrain",
@@ -49,6 +54,18 @@ int main(int argc, char **argv) {
                                 "5), data-parallel over MPI ranks.",
                                 argc, argv);
   pai_log_set_quiet(quiet);
+  pai_backend be = {.gpu_index = d.local_rank};
+  if (rc == 0) {
+    if (d.rank != 0) pai_log_set_mute(1);
+    if (pai_device_select(device, 1, &be.device) < 0 ||
+        pai_precision_select(precision, &be.precision) < 0)
+      rc = PAI_ERR_USAGE;
+    if (rc == 0 && strcmp(comm, "nccl") && strcmp(comm, "mpi")) {
+      PAI_ERR("--comm: '%s' is not one of nccl, mpi", comm);
+      rc = PAI_ERR_USAGE;
+    }
+    pai_log_set_mute(0);
+  }
   if (rc == 0) {
     pai_set_threads(threads);
     pai_train_opts o = {.model_folder = model_folder, .h5_human_folder = human,
@@ -59,7 +76,8 @@ int main(int argc, char **argv) {
                         .steps_per_epoch = steps_per_epoch, .learning_rate = lr,
                         .weight_decay = wd, .clipnorm = clipnorm, .seed = seed,
                         .resume = resume, .log_every = log_every,
-                        .stop_after = stop_after};
+                        .stop_after = stop_after, .backend = be,
+                        .nccl = !strcmp(comm, "nccl")};
     rc = pai_train_run(&d, &o);
   }
   pai_dist_finalize(&d);
