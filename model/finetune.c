@@ -379,7 +379,7 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
     if (tn->offset < c.g_first) c.g_first = tn->offset;
     if (tn->offset + tn->n_elems > c.g_end) c.g_end = tn->offset + tn->n_elems;
   }
-  PAI_CHECK(pai_infer_init(&c.inf, &c.model, 2 * c.cap, PAI_HEAD(0), &PAI_BACKEND_CPU));
+  PAI_CHECK(pai_infer_init(&c.inf, &c.model, 2 * c.cap, PAI_HEAD(0), &o->backend));
   c.inf.taps = c.taps;
   if (!o->resume) {
     adam_m = calloc(c.model.params.n_floats, sizeof(float));

@@ -12,6 +12,7 @@
 #ifndef PAI_FINETUNE_H
 #define PAI_FINETUNE_H
 
+#include "model/backend.h"
 #include "model/options.h"
 #include "mpi/dist.h"
 
@@ -23,6 +24,7 @@ typedef struct {
   double learning_rate, weight_decay, clipnorm;
   int64_t seed;
   int resume, stop_after, log_every;
+  pai_backend backend;   /* where the frozen backbone's twin forward runs (gpu_index: local rank) */
 } pai_finetune_opts;
 
 int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) PAI_WUR;

@@ -8,7 +8,8 @@
  * outs[j] is (B, O, T_j) float, written for each head j in the mask (others are not touched).
  * The activation arena is sized once, in init, for max_batch sequences of the model's L.
  * With a cuda backend the weights and activations live on the GPU (model/forward_gpu.c);
- * codes and outs stay host buffers.
+ * codes and outs stay host buffers. The GPU copy of the backbone is taken in init; the heads'
+ * projections are copied at every forward (fine-tuning changes them between calls).
  *
  * Exactness: batch norm is applied in its inference form folded into neighbouring loops, and
  * only positions that feed the cropped output are computed. Both are exact up to float

@@ -6,7 +6,8 @@
  *     g  = pack(BN2(m)) as the dense layers' type        element-wise kernel
  *     t  = ReLU(g W1 + b1)                             one product over the batch's rows
  *     m += t W2 + b2                                   one product per sequence (accumulates)
- *   and at a shortcut layer, per head, out += ReLU(pack(crop rows) P + c).
+ *   and at a shortcut layer, per head, out += ReLU(pack(crop rows) P + c); with taps set
+ *   (forward.h) the layer's cropped rows are also copied to the host.
  * The residual stream (x, m) and head outputs stay float32; with bf16 precision the dense
  * layers read bf16 operands (weights converted once, at init) and accumulate in float32. */
 #include <stdlib.h>
@@ -98,11 +99,6 @@ int pai_infer_gpu_init(pai_infer *inf) {
   const pai_params *P = &inf->model->params;
   const int N = c->num_blocks, D = c->model_dim, L = c->input_length, O = c->output_length;
   const int K = c->kernel_size, B = inf->max_batch, n_short = pai_n_shortcuts(c);
-  if (inf->taps) {
-    PAI_ERR("the GPU forward does not copy shortcut layers out (head-only fine-tuning runs on "
-            "the CPU)");
-    return PAI_ERR_USAGE;
-  }
   struct pai_infer_gpu *s = calloc(1, sizeof *s);
   if (!s) {
     PAI_ERR("out of memory");
@@ -162,15 +158,43 @@ int pai_infer_gpu_init(pai_infer *inf) {
     if (!(inf->heads_mask & PAI_HEAD(j))) continue;
     const size_t T = (size_t)c->output_dims[j];
     for (int k = 0; k < n_short; k++) {
-      const pai_proj_params *pp = pai_proj(P, j, k);
-      void **w = &s->proj_w[j * n_short + k];
-      float **b = &s->proj_b[j * n_short + k];
-      *w = put_typed(g, pp->kernel, (size_t)D * T, s->dt, "head kernels");
-      *b = put_f32(g, pp->bias, T, "head bias");
-      if (!*w || !*b) return PAI_ERR_NOMEM;
+      s->proj_w[j * n_short + k] = pai_gpu_alloc(g, (size_t)D * T * dts, "head kernels");
+      s->proj_b[j * n_short + k] = pai_gpu_alloc(g, T * sizeof(float), "head bias");
+      if (!s->proj_w[j * n_short + k] || !s->proj_b[j * n_short + k]) return PAI_ERR_NOMEM;
     }
   }
   return pai_gpu_sync(g);
+}
+
+/* The heads' projections, copied at every forward: fine-tuning changes them between calls
+ * (model/finetune.c), and they are small next to the backbone, whose copy is taken at init. */
+static int upload_heads(const pai_infer *inf) {
+  const pai_config *c = &inf->model->cfg;
+  struct pai_infer_gpu *s = inf->gpu;
+  const int D = c->model_dim, n_short = pai_n_shortcuts(c);
+  for (int j = 0; j < c->n_heads; j++) {
+    if (!(inf->heads_mask & PAI_HEAD(j))) continue;
+    const size_t T = (size_t)c->output_dims[j];
+    for (int k = 0; k < n_short; k++) {
+      const pai_proj_params *pp = pai_proj(&inf->model->params, j, k);
+      void *w = s->proj_w[j * n_short + k];
+      PAI_TRY(pai_gpu_upload(s->g, s->proj_b[j * n_short + k], pp->bias, T * sizeof(float)));
+      if (s->dt == PAI_F32) {
+        PAI_TRY(pai_gpu_upload(s->g, w, pp->kernel, (size_t)D * T * sizeof(float)));
+        continue;
+      }
+      uint16_t *tmp = malloc((size_t)D * T * sizeof *tmp);
+      if (!tmp) {
+        PAI_ERR("out of memory");
+        return PAI_ERR_NOMEM;
+      }
+      for (size_t e = 0; e < (size_t)D * T; e++) tmp[e] = pai_to_bf16(pp->kernel[e]);
+      const int rc = pai_gpu_upload(s->g, w, tmp, (size_t)D * T * sizeof *tmp);
+      free(tmp);
+      PAI_TRY(rc);
+    }
+  }
+  return 0;
 }
 
 static void *typed_at(void *base, size_t elems, pai_dtype dt) {
@@ -184,6 +208,10 @@ static int heads_gpu(const pai_infer *inf, const float *x, int B, int layer, int
   const int D = c->model_dim, L = c->input_length, O = c->output_length;
   if (layer == 0 || (c->num_blocks - layer) % c->shortcut_freq != 0) return 0;
   const int k = (c->num_blocks - layer) / c->shortcut_freq, n_short = pai_n_shortcuts(c);
+  if (inf->taps) /* the cropped rows of each sequence, for head-only fine-tuning */
+    for (int b = 0; b < B; b++)
+      PAI_TRY(pai_gpu_download(s->g, inf->taps[k] + (size_t)b * O * D,
+                               x + ((size_t)b * L + pai_crop(c)) * D, (size_t)O * D * sizeof(float)));
   PAI_TRY(pai_gpu_affine_pack(s->g, (int64_t)B * O * D, s->hin, s->dt == PAI_BF16, x, NULL,
                               NULL, D, L, pai_crop(c), O));
   for (int j = 0; j < c->n_heads; j++) {
@@ -206,6 +234,7 @@ int pai_infer_gpu_forward(pai_infer *inf, const uint8_t *codes, int B, float *co
   const int N = c->num_blocks, D = c->model_dim, L = c->input_length, O = c->output_length;
   const int F = 4 * D;
 
+  PAI_TRY(upload_heads(inf));
   PAI_TRY(pai_gpu_upload(g, s->codes, codes, (size_t)B * L));
   int rows = inf->hi[0] - inf->lo[0];
   PAI_TRY(pai_gpu_stem(g, (int64_t)B * rows * D, s->x, s->codes, s->stem_w, s->stem_b, D, L,

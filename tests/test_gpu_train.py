@@ -12,7 +12,9 @@ in two settings:
      --comm mpi (sums staged through host memory) and --comm nccl (the emulation's stand-in).
   2. on a GPU: the real `train_step` (CUDA, cuBLASLt, NCCL): Part B, NCCL with one rank and the
      MPI path with two ranks on one GPU. Skipped, with a message, when no GPU is visible.
-and `ptrain` end to end (shards, sampler, optimizer, validation through the GPU forward): 2 epochs
+`pfinetune`'s learning check of tests/test_pfinetune.py (the frozen backbone's twin forward and
+its shortcut layers through the GPU forward; fp32; validation losses against the reference
+within 1e-4), and `ptrain` end to end (shards, sampler, optimizer, validation through the GPU forward): 2 epochs
 of 3 steps on the GPU backend (fp32; 1 rank, and 2 ranks with each communicator) against the
 CPU run of the same command, epoch by epoch: loss and val_loss within 1e-4 relative (the same
 arithmetic in another order: ~1e-6 measured); on a GPU also the learning check of
@@ -51,6 +53,20 @@ BF16_LOSS_RTOL, BF16_GRAD_COS, BF16_GRAD_NORM = 3e-2, 0.99, 0.1
 PTRAIN_RTOL = 1e-4
 PTRAIN_OPTS = dict(input_length=80, output_length=64, num_blocks=4, model_dim=8, batch_size=4,
                    epochs=2, steps_per_epoch=3, learning_rate=3e-3, seed=0, threads=1, quiet=True)
+
+
+def pfinetune_check(ck, tmp, exe, label):
+    """tests/test_pfinetune.py's learning check with the frozen backbone on the GPU backend
+    (fp32): initial and best validation loss against the reference within its 1e-4."""
+    import test_pfinetune as TF
+    sub = os.path.join(tmp, f"pfinetune_{label}")
+    os.makedirs(sub)
+    TF.DEVICE_ARGS = ["--device", "cuda", "--precision", "fp32"]
+    fasta, genome = TF.make_genome(sub, np.random.default_rng(20250))
+    prefixed = type("Prefixed", (), {"check": staticmethod(
+        lambda ok, what: ck.check(ok, f"[{label} pfinetune] {what}"))})()
+    TF.check_learning(prefixed, exe, sub, fasta, genome, np.random.default_rng(0))
+    TF.DEVICE_ARGS = ["--device", "cpu"]
 
 
 def ptrain_compare(ck, tmp, h5, cpu_exe, gpu_exe, label, ranks, extra):
@@ -160,6 +176,7 @@ def main():
                            ["--comm", "mpi"])
             ptrain_compare(ck, tmp, data[1], ptrain, ptrain_emul, "emulated, comm nccl", 2,
                            ["--comm", "nccl"])
+        pfinetune_check(ck, tmp, require_binary(bin_dir, "pfinetune_emul"), "emulated")
         del os.environ["PAI_GPU_EMULATE"]
         n = gpus_visible(pmodel)
         if n == 0:
@@ -184,6 +201,7 @@ def main():
                 TP.DEVICE_ARGS = ["--device", "cuda", "--precision", "bf16"]
                 TP.test_learning(ck, tmp, ptrain, require_binary(bin_dir, "pmodel"), data[1])
                 TP.DEVICE_ARGS = ["--device", "cpu"]
+            pfinetune_check(ck, tmp, require_binary(bin_dir, "pfinetune"), "GPU")
     return ck.finish()
 
 

@@ -290,10 +290,16 @@ def random_head0(model, rng, scale):
 # Running and reading
 # ----------------------------------------------------------------------------------------------
 
+# The CPU unless a caller says otherwise (tests/test_gpu_train.py runs check_learning on the GPU
+# backend): on a machine with a GPU, pfinetune's default --device auto would pick it.
+DEVICE_ARGS = ["--device", "cpu"]
+
+
 def finetune(exe, model, var, fasta, out, extra=(), ranks=0, threads=1, timeout=120):
     cmd = (mpirun_prefix(ranks) if ranks else []) + [
         exe, "--model_folder", model, "--var_file", var, "--fasta_file", fasta,
-        "--input_length", str(L), "--output", out, "--threads", str(threads)] + list(extra)
+        "--input_length", str(L), "--output", out, "--threads", str(threads), *DEVICE_ARGS
+    ] + list(extra)
     env = dict(ENV1, **MPI_ENV) if ranks else ENV1
     t0 = time.time()
     p = run_group(cmd, timeout=timeout, env_extra=env, quiet=True)

@@ -24,6 +24,7 @@ int main(int argc, char **argv) {
   pai_str_list_chroms(&train_chroms, 1, 19, 2);
   pai_str_list_chroms(&val_chroms, 21, 22, 1);
   double lr = 5e-4, wd = 5e-6, clipnorm = 1.0;
+  char device[32] = "auto", precision[32] = "fp32";
   pai_opt opts[] = {
       {"model_folder", PAI_OPT_STR, model_folder, "trained model folder (holds model.h5)", 1, 0},
       {"var_file", PAI_OPT_STR, var_file, "variants: chrom pos ref alt strand z in_cds spliceai p_under p_over gene", 1, 0},
@@ -43,6 +44,8 @@ int main(int argc, char **argv) {
       {"stop_after_epochs", PAI_OPT_INT, &stop_after, "end this run once this many epochs are done", 0, 0},
       {"log_every", PAI_OPT_INT, &log_every, "steps between progress lines", 0, 0},
       {"threads", PAI_OPT_INT, &threads, "CPU threads per rank (default: OMP_NUM_THREADS)", 0, 0},
+      {"device", PAI_OPT_STR, device, "the frozen backbone's forward: cpu, cuda (one GPU per rank), or auto", 0, 0},
+      {"precision", PAI_OPT_STR, precision, "GPU dense layers: fp32, or bf16 (too coarse for twin differences)", 0, 0},
       {"quiet", PAI_OPT_FLAG, &quiet, "no progress lines (warnings and errors still print)", 0, 0},
   };
   int rc = pai_opts_parse_ranks(&d, opts, sizeof opts / sizeof opts[0], "pfinetune",
@@ -50,6 +53,14 @@ int main(int argc, char **argv) {
                                 "(REFERENCE.md section 5);\nthe backbone stays frozen.",
                                 argc, argv);
   pai_log_set_quiet(quiet);
+  pai_backend be = {.gpu_index = d.local_rank};
+  if (rc == 0) {
+    if (d.rank != 0) pai_log_set_mute(1);
+    if (pai_device_select(device, 1, &be.device) < 0 ||
+        pai_precision_select(precision, &be.precision) < 0)
+      rc = PAI_ERR_USAGE;
+    pai_log_set_mute(0);
+  }
   if (rc == 0) {
     pai_set_threads(threads);
     pai_finetune_opts o = {.model_folder = model_folder, .var_file = var_file,
@@ -59,7 +70,7 @@ int main(int argc, char **argv) {
                            .epochs = epochs, .steps_per_epoch = steps_per_epoch,
                            .learning_rate = lr, .weight_decay = wd, .clipnorm = clipnorm,
                            .seed = seed, .resume = resume, .stop_after = stop_after,
-                           .log_every = log_every};
+                           .log_every = log_every, .backend = be};
     rc = pai_finetune_run(&d, &o);
   }
   pai_dist_finalize(&d);
