@@ -1,8 +1,10 @@
-/* bench_forward - CPU forward throughput of the C model at a given shape, next to the
- * machine's sgemm rate at the same dense-layer shapes, measured in the same run.
- *   bench_forward N D L O T [batch] [repeats]
+/* bench_forward - forward throughput of the C model at a given shape, next to the machine's
+ * sgemm rate at the same dense-layer shapes, measured in the same run.
+ *   [PAI_DEVICE=cuda [PAI_PRECISION=bf16]] bench_forward N D L O T [batch] [repeats]
  * Prints output positions/s (B * O per forward), sequences/s, the GFLOP/s of the work actually
- * done (pai_infer_flops) and that rate as a fraction of the best sgemm rate measured here. */
+ * done (pai_infer_flops) and that rate as a fraction of the best sgemm rate measured here (CPU)
+ * or of PAI_PEAK_TFLOPS (GPU, default 989.4: the H100 SXM's dense bf16 peak). On the GPU a
+ * forward includes copying the codes in and the outputs out, as promoterai does. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,8 +49,13 @@ int main(int argc, char **argv) {
   pai_model m;
   if (pai_model_create(&m, &cfg) < 0) return 1;
   pai_params_init_random(&m.params, 1);
+  pai_backend be = PAI_BACKEND_CPU;
+  const char *dev = getenv("PAI_DEVICE"), *prec = getenv("PAI_PRECISION");
+  if ((dev && pai_device_select(dev, 1, &be.device) < 0) ||
+      (prec && pai_precision_select(prec, &be.precision) < 0))
+    return 2;
   pai_infer inf;
-  if (pai_infer_init(&inf, &m, B, PAI_HEAD(0), &PAI_BACKEND_CPU) < 0) return 1;
+  if (pai_infer_init(&inf, &m, B, PAI_HEAD(0), &be) < 0) return 1;
   uint8_t *codes = malloc((size_t)B * cfg.input_length);
   pai_rng rng;
   pai_rng_seed(&rng, 3, 0);
@@ -63,6 +70,20 @@ int main(int argc, char **argv) {
     if (r > 0 && dt < best) best = dt;
   }
   const double gf = pai_infer_flops(&inf) * B / best * 1e-9;
+  if (be.device == PAI_DEVICE_CUDA) {
+    const char *pk = getenv("PAI_PEAK_TFLOPS");
+    const double peak = pk ? atof(pk) : 989.4;
+    printf("forward (GPU, %s) N=%d D=%d L=%d O=%d T=%d batch=%d: %.4f s, %.3f seq/s, %.1f TFLOP/s "
+           "of computed rows, %.1f%% of %.1f TFLOP/s\n",
+           pai_precision_name(be.precision), cfg.num_blocks, cfg.model_dim, cfg.input_length,
+           cfg.output_length, cfg.output_dims[0], B, best, B / best, gf * 1e-3,
+           100.0 * gf * 1e-3 / peak, peak);
+    free(codes);
+    free(out);
+    pai_infer_free(&inf);
+    pai_model_free(&m);
+    return 0;
+  }
   const double sg = sgemm_gflops(cfg.model_dim, inf.chunk, 10);
   printf("forward N=%d D=%d L=%d O=%d T=%d batch=%d threads=%d: %.4f s, %.0f output positions/s, "
          "%.3f seq/s, %.1f GFLOP/s; sgemm %.1f GFLOP/s; forward/sgemm %.2f\n",

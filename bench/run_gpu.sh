@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# run_gpu.sh BUNDLE.tar.xz OUT_DIR PART... - the GPU checks and benchmarks, run from the
+# repository root on a machine with a GPU (BUNDLE from scripts/gpu_bundle.sh; each PART fits a
+# 10-minute slot):
+#   tests    test_comm, test_gpu_forward, test_gpu_train (their real-GPU parts run)
+#   bench    bench_forward (fp32, bf16; batch 1 and 4) and bench_train (bf16, batch 4) at the
+#            published size: 24 blocks, D 1024, L 20480, O 4096, 498 tracks
+#   anchor   bench/torch_anchor.py at the published size (PyTorch eager and torch.compile)
+# Logs go to OUT_DIR/<part>.log (and OUT_DIR/torch_anchor.json); the first lines of each name
+# the GPU and the library versions.
+set -uo pipefail
+bundle=${1:?usage: run_gpu.sh BUNDLE.tar.xz OUT_DIR PART...}
+out=${2:?usage: run_gpu.sh BUNDLE.tar.xz OUT_DIR PART...}
+shift 2
+mkdir -p "$out" /tmp/pai
+[ -x /tmp/pai/bin/pmodel ] || tar xf "$bundle" -C /tmp/pai || exit 1
+# shellcheck disable=SC1091
+. /tmp/pai/env.sh
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+export PYTHONUNBUFFERED=1
+py=${PYTHON:-python3}   # one with torch, numpy and h5py
+
+header() {
+  date -u
+  nvidia-smi -L 2>&1 || echo "(no nvidia-smi)"
+  pmodel build 2>&1
+  "$py" -m pip show nvidia-cublas nvidia-nccl-cu13 nvidia-cudnn-cu13 torch 2>/dev/null |
+    grep -E '^(Name|Version)'
+}
+
+for part in "$@"; do
+  log="$out/$part.log"
+  header > "$log"
+  case $part in
+    tests)
+      for t in comm gpu_forward gpu_train; do
+        echo "=== test_$t" >> "$log"
+        "$py" "tests/test_$t.py" --bin /tmp/pai/bin >> "$log" 2>&1
+        echo "=== test_$t exit $?" >> "$log"
+      done ;;
+    bench)
+      for prec in fp32 bf16; do
+        for b in 1 4; do
+          PAI_DEVICE=cuda PAI_PRECISION=$prec bench_forward 24 1024 20480 4096 498 "$b" 3 >> "$log" 2>&1
+        done
+      done
+      PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 3 >> "$log" 2>&1 ;;
+    anchor)
+      "$py" bench/torch_anchor.py --json "$out/torch_anchor.json" >> "$log" 2>&1 ;;
+    *) echo "run_gpu.sh: unknown part '$part' (tests, bench, anchor)" >&2; exit 2 ;;
+  esac
+  echo "=== $part done $(date -u)" >> "$log"
+done

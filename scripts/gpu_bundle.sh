@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# gpu_bundle.sh OUT.tar.xz [BUILD_DIR] - pack a build's programs with the shared libraries and
+# the Open MPI runtime they need, to run them on a machine that has the NVIDIA driver but not
+# this build's Debian packages (a GPU node with another OS image, say). There:
+#   mkdir -p /tmp/pai && tar xf OUT.tar.xz -C /tmp/pai && . /tmp/pai/env.sh
+#   python3 tests/test_gpu_forward.py --bin /tmp/pai/bin     (from the repository; or
+#   bench/run_gpu.sh, which does this and the benchmarks)
+# cuBLASLt and NCCL are not packed (hundreds of MiB, opened at run time): env.sh adds the lib
+# folders of pip's nvidia-cublas and nvidia-nccl packages (as PyTorch installs them) to
+# LD_LIBRARY_PATH when python3 finds them. glibc and libstdc++ are taken from the machine
+# (which must be at least as new as the build's).
+set -euo pipefail
+out=${1:?usage: gpu_bundle.sh OUT.tar.xz [BUILD_DIR]}
+build=${2:-build}
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+
+progs=(promoterai pmodel ppreprocess psynth ptrain pfinetune pprecompute train_step loader_dump
+       comm_check bench_forward bench_train cone_flops
+       promoterai_emul pmodel_emul ptrain_emul pfinetune_emul train_step_emul comm_check_emul)
+mkdir -p "$stage/bin" "$stage/lib"
+for p in "${progs[@]}"; do
+  [ -x "$build/$p" ] || { echo "gpu_bundle: $build/$p is missing (build first)" >&2; exit 1; }
+  cp "$build/$p" "$stage/bin/"
+done
+
+# Open MPI's runtime, laid out under a prefix that OPAL_PREFIX relocates (ompi_info --path all):
+# orted and orterun in bin/, the plugins under lib/.../openmpi3, the help texts in share/.
+ompi_lib=$(ompi_info --path libdir --parsable | sed 's/^.*libdir://')
+ompi_pkglib=$(ompi_info --path pkglibdir --parsable | sed 's/^.*pkglibdir://')
+ompi_data=$(ompi_info --path pkgdatadir --parsable | sed 's/^.*pkgdatadir://')
+prefix=$(ompi_info --path prefix --parsable | sed 's/^.*prefix://')
+mkdir -p "$stage/ompi/bin" "$stage/ompi/${ompi_pkglib#"$prefix"/}" "$stage/ompi/${ompi_data#"$prefix"/}"
+cp -L "$(command -v orted)" "$stage/ompi/bin/orted"
+cp -L "$(command -v orterun)" "$stage/ompi/bin/mpirun"
+cp -L "$ompi_pkglib"/*.so "$stage/ompi/${ompi_pkglib#"$prefix"/}/"
+cp -rL "$ompi_data"/. "$stage/ompi/${ompi_data#"$prefix"/}/"
+cp -L "$ompi_lib"/lib*.so* "$stage/lib/" 2>/dev/null || true
+
+# Every shared library the programs, orted and the plugins load, except glibc's and the C++
+# runtime (the machine's own) and the CUDA driver.
+skip='^(libc|libm|libdl|libpthread|librt|libutil|ld-linux-x86-64|libstdc\+\+|libgcc_s|libcuda|libnvidia)[.-]'
+for f in "$stage"/bin/* "$stage"/ompi/bin/* "$stage"/ompi/"${ompi_pkglib#"$prefix"/}"/*.so; do
+  ldd "$f" 2>/dev/null | awk '/=> \// {print $3}'
+done | sort -u | while read -r lib; do
+  base=$(basename "$lib")
+  [[ $base =~ $skip ]] && continue
+  cp -nL "$lib" "$stage/lib/$base"
+done
+
+cat > "$stage/env.sh" <<'EOF'
+# Source me: the bundle's programs, libraries and Open MPI, plus pip's cuBLASLt and NCCL.
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export PATH="$here/bin:$here/ompi/bin:$PATH"
+export OPAL_PREFIX="$here/ompi"
+export OMPI_MCA_mca_base_component_show_load_errors=0
+nv=$(python3 -c 'import os, nvidia; print(" ".join(os.path.join(p, d, "lib") for p in nvidia.__path__ for d in ("cublas", "nccl", "cu13")))' 2>/dev/null || true)
+for d in $nv; do [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; done
+export LD_LIBRARY_PATH="$here/lib:${LD_LIBRARY_PATH:-}"
+EOF
+tar -C "$stage" -cJf "$out" .
+echo "gpu_bundle: wrote $out ($(du -h "$out" | cut -f1)): ${#progs[@]} programs, $(ls "$stage/lib" | wc -l) libraries"
