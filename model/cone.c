@@ -72,6 +72,7 @@ size_t pai_cone_bytes(const pai_config *c, int n_max, int batch) {
 }
 
 void pai_cone_free(pai_cone *cn) {
+  pai_cone_gpu_free(cn);
   if (cn->ref)
     for (int s = 0; s <= cn->model->cfg.num_blocks; s++) free(cn->ref[s]);
   if (cn->ref_cum)
@@ -95,7 +96,13 @@ void pai_cone_free(pai_cone *cn) {
 }
 
 int pai_cone_init(pai_cone *cn, const pai_model *model, int n_max, int batch) {
+  return pai_cone_init_backend(cn, model, n_max, batch, &PAI_BACKEND_CPU);
+}
+
+int pai_cone_init_backend(pai_cone *cn, const pai_model *model, int n_max, int batch,
+                          const pai_backend *backend) {
   memset(cn, 0, sizeof *cn);
+  const int gpu = backend->device == PAI_DEVICE_CUDA;
   const pai_config *c = &model->cfg;
   const int N = c->num_blocks, D = c->model_dim, L = c->input_length, O = c->output_length;
   const int radius = pai_receptive_radius(N);
@@ -124,16 +131,18 @@ int pai_cone_init(pai_cone *cn, const pai_model *model, int n_max, int batch) {
   cn->r_hi = calloc((size_t)N + 1, sizeof(int));
   cn->ref = calloc((size_t)N + 1, sizeof *cn->ref);
   cn->ref_cum = calloc((size_t)n_short, sizeof *cn->ref_cum);
-  cn->g = malloc((size_t)batch * cn->max_in * D * sizeof(float));
-  cn->x = malloc((size_t)batch * cn->max_out * D * sizeof(float));
-  cn->m = malloc((size_t)batch * cn->max_out * D * sizeof(float));
-  cn->gin = malloc((size_t)cn->chunk * D * sizeof(float));
-  cn->t = malloc((size_t)cn->chunk * 4 * D * sizeof(float));
-  cn->head_tmp = malloc((size_t)head_rows_chunk(c) * T0 * sizeof(float));
   cn->diff = malloc((size_t)batch * sizeof(double));
-  int ok = cn->a_lo && cn->a_hi && cn->r_lo && cn->r_hi && cn->ref && cn->ref_cum && cn->g &&
-           cn->x && cn->m && cn->gin && cn->t && cn->head_tmp && cn->diff;
-  for (int s = 0; ok && s <= N; s++) ok = (cn->ref[s] = malloc(U * D * sizeof(float))) != NULL;
+  int ok = cn->a_lo && cn->a_hi && cn->r_lo && cn->r_hi && cn->ref && cn->ref_cum && cn->diff;
+  if (!gpu) {   /* the host's buffers; the GPU keeps its own (cone_gpu.c) */
+    cn->g = malloc((size_t)batch * cn->max_in * D * sizeof(float));
+    cn->x = malloc((size_t)batch * cn->max_out * D * sizeof(float));
+    cn->m = malloc((size_t)batch * cn->max_out * D * sizeof(float));
+    cn->gin = malloc((size_t)cn->chunk * D * sizeof(float));
+    cn->t = malloc((size_t)cn->chunk * 4 * D * sizeof(float));
+    cn->head_tmp = malloc((size_t)head_rows_chunk(c) * T0 * sizeof(float));
+    ok = ok && cn->g && cn->x && cn->m && cn->gin && cn->t && cn->head_tmp;
+  }
+  for (int s = 0; ok && !gpu && s <= N; s++) ok = (cn->ref[s] = malloc(U * D * sizeof(float))) != NULL;
   for (int k = 0; ok && k < n_short; k++)
     ok = (cn->ref_cum[k] = malloc(((size_t)n_max + O) * sizeof(double))) != NULL;
   if (!ok) {
@@ -141,6 +150,11 @@ int pai_cone_init(pai_cone *cn, const pai_model *model, int n_max, int batch) {
             pai_cone_bytes(c, n_max, batch) / 1073741824.0, n_max, batch);
     pai_cone_free(cn);
     return PAI_ERR_NOMEM;
+  }
+  if (gpu) {
+    rc = pai_cone_gpu_init(cn, backend);
+    if (rc < 0) pai_cone_free(cn);
+    return rc;
   }
   return 0;
 }
@@ -190,6 +204,7 @@ int pai_cone_reference(pai_cone *cn, const uint8_t *u, int n, int vi) {
     cn->r_lo[s] = vi + need_lo[s];
     cn->r_hi[s] = n - 1 + vi + need_hi[s];
   }
+  if (cn->gpu) return pai_cone_gpu_reference(cn, u, n);
   stem_forward_cpu(cn->ref[0], u, P->stem.kernel, P->stem.bias, D, cn->r_lo[0], cn->r_hi[0]);
   for (int s = 0; s < N; s++) {
     const pai_block_params *bp = &P->blocks[s];
@@ -224,6 +239,12 @@ int pai_cone_alts(pai_cone *cn, const int *k, const uint8_t *alt, int B, double 
       PAI_ERR("cone scorer: variant %d of a site of %d, alternate code %d", k[b], cn->n, alt[b]);
       return PAI_ERR_USAGE;
     }
+  const double denom = (double)pai_n_shortcuts(c) * O * c->output_dims[0];
+  if (cn->gpu) {
+    PAI_TRY(pai_cone_gpu_alts(cn, k, alt, B, cn->diff));
+    for (int b = 0; b < B; b++) raw[b] = cn->diff[b] / denom;
+    return 0;
+  }
   /* layer 0: only the changed row differs (a_lo[0] = 0, a_hi[0] = 1) */
   stem_forward_cpu(cn->x, alt, P->stem.kernel, P->stem.bias, D, 0, B);
   for (int b = 0; b < B; b++) cn->diff[b] = 0;
@@ -262,7 +283,6 @@ int pai_cone_alts(pai_cone *cn, const int *k, const uint8_t *alt, int B, double 
       cn->diff[b] += alt_sum - (cum[cb + hh - C] - cum[cb + hl - C]);
     }
   }
-  const double denom = (double)pai_n_shortcuts(c) * O * c->output_dims[0];
   for (int b = 0; b < B; b++) raw[b] = cn->diff[b] / denom;
   return 0;
 }

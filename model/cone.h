@@ -37,8 +37,11 @@
 #include "model/forward.h"
 #include "model/model.h"
 
+struct pai_cone_gpu;
+
 typedef struct {
   const pai_model *model;
+  struct pai_cone_gpu *gpu;  /* non-NULL: the passes run on the GPU (model/cone_gpu.c) */
   pai_block_fold *fold;      /* [N] folded batch norms (pai_block_fold_init) */
   float *fold_data;
   int n_max, batch;
@@ -60,7 +63,18 @@ typedef struct {
  * Fails (logged) when the model's input_length < output_length + 2 * radius: padding would then
  * reach kept outputs and the union pass would not equal the per-window passes. */
 int pai_cone_init(pai_cone *cn, const pai_model *model, int n_max, int batch) PAI_WUR;
+/* The same on a backend: with a cuda one the reference layers and every pass live on the GPU
+ * (model/cone_gpu.c); the interface and results are as below. */
+int pai_cone_init_backend(pai_cone *cn, const pai_model *model, int n_max, int batch,
+                          const pai_backend *backend) PAI_WUR;
 void pai_cone_free(pai_cone *cn);
+
+/* The GPU side (model/cone_gpu.c), called by the functions of this header: init after the
+ * geometry is set; alts writes the head difference sums (before the division into raw). */
+int pai_cone_gpu_init(pai_cone *cn, const pai_backend *backend) PAI_WUR;
+int pai_cone_gpu_reference(pai_cone *cn, const uint8_t *u, int n) PAI_WUR;
+int pai_cone_gpu_alts(pai_cone *cn, const int *k, const uint8_t *alt, int B, double *diff) PAI_WUR;
+void pai_cone_gpu_free(pai_cone *cn);
 
 /* The reference pass over u (n - 1 + L codes, n <= n_max). */
 int pai_cone_reference(pai_cone *cn, const uint8_t *u, int n, int vi) PAI_WUR;

@@ -3,7 +3,8 @@
  * model/gpu.h declares a launcher per entry,
  *   int pai_gpu_<name>(pai_gpu *g, int64_t n, parameters...)    runs pai_k_<name> for i < n
  * and each runtime defines them from this list (model/gpu_cuda.cu: a grid-stride kernel;
- * model/gpu_emul.c: an OpenMP loop), so the two can never disagree on a signature. */
+ * model/gpu_emul.c: an OpenMP loop), so the two can never disagree on a signature. Parameter
+ * names must differ from the launchers' own, g and n. */
 #ifndef PAI_GPU_KERNEL_LIST_H
 #define PAI_GPU_KERNEL_LIST_H
 
@@ -60,6 +61,14 @@
   X(head_grad, (float *kept, const float *dpred, float s), (kept, dpred, s))                    \
   X(loss_part, (double *part, float *pred, float *dpred, const float *y, const float *scale,    \
                 float inv_n, int64_t per, int64_t n_chunks, int64_t chunk),                     \
-    (part, pred, dpred, y, scale, inv_n, per, n_chunks, chunk))
+    (part, pred, dpred, y, scale, inv_n, per, n_chunks, chunk))                                 \
+  X(cone_gather, (float *gathered, const float *x, const float *ref, const int *cb, int lo_in,  \
+                  int n_in, int off, int n_alt, int D),                                         \
+    (gathered, x, ref, cb, lo_in, n_in, off, n_alt, D))                                                \
+  X(dwconv_interior, (float *m, const float *x, const float *ws, const float *bfull, int rows,  \
+                      int D, int dil),                                                          \
+    (m, x, ws, bfull, rows, D, dil))                                                               \
+  X(rowsum_part, (double *part, const float *a, int64_t W, int64_t n_chunks, int64_t chunk),    \
+    (part, a, W, n_chunks, chunk))
 
 #endif

@@ -315,4 +315,45 @@ PAI_DEV void pai_k_loss_part(int64_t i, double *part, float *pred, float *dpred,
   part[i] = s;
 }
 
+/* ---- cone scoring (model/cone_gpu.c) -------------------------------------------------------- */
+
+/* Gather of one block's input per alternate b: rows [0, n_in) are the reference layer's union rows
+ * cb[b] + lo_in + r, except rows [off, off + n_alt), which are the item's alternate rows x[b].
+ * g: (B, n_in, D)  x: (B, n_alt, D)  ref: (U, D). */
+PAI_DEV void pai_k_cone_gather(int64_t i, float *PAI_RESTRICT g, const float *PAI_RESTRICT x,
+                               const float *PAI_RESTRICT ref, const int *cb, int lo_in, int n_in,
+                               int off, int n_alt, int D) {
+  const int c = (int)(i % D);
+  const int64_t br = i / D;
+  const int b = (int)(br / n_in), r = (int)(br % n_in);
+  g[i] = r >= off && r < off + n_alt ? x[((int64_t)b * n_alt + r - off) * D + c]
+                                     : ref[((int64_t)cb[b] + lo_in + r) * D + c];
+}
+
+/* The depthwise conv with BN1 folded in on interior rows, compactly (model/layers.h
+ * dwconv_bn_res_interior_cpu): m[b][q] = x[b][q + 2 dil] + bfull + sum_k ws[k] x[b][q + k dil].
+ * x: (B, n + 4 dil, D)  m: (B, n, D). */
+PAI_DEV void pai_k_dwconv_interior(int64_t i, float *PAI_RESTRICT m, const float *PAI_RESTRICT x,
+                                   const float *PAI_RESTRICT ws, const float *PAI_RESTRICT bfull,
+                                   int n, int D, int dil) {
+  const int c = (int)(i % D);
+  const int64_t bq = i / D;
+  const int64_t b = bq / n, q = bq % n;
+  const float *x0 = x + (b * (n + 4 * (int64_t)dil) + q) * D + c;
+  const int64_t step = (int64_t)dil * D;
+  m[i] = x0[2 * step] + bfull[c] + ws[c] * x0[0] + ws[D + c] * x0[step] +
+         ws[2 * D + c] * x0[2 * step] + ws[3 * D + c] * x0[3 * step] + ws[4 * D + c] * x0[4 * step];
+}
+
+/* Sums of rows of a (rows, W) matrix in chunks: part[row][ch] = sum of a[row][e] over the
+ * chunk's e, in double. Elements: rows x n_chunks. */
+PAI_DEV void pai_k_rowsum_part(int64_t i, double *part, const float *a, int64_t W,
+                               int64_t n_chunks, int64_t chunk) {
+  const int64_t row = i / n_chunks, ch = i % n_chunks;
+  const int64_t e1 = (ch + 1) * chunk < W ? (ch + 1) * chunk : W;
+  double s = 0;
+  for (int64_t e = ch * chunk; e < e1; e++) s += a[row * W + e];
+  part[i] = s;
+}
+
 #endif

@@ -262,6 +262,9 @@ static void job_free(job_t *J) {
 /* The identity of a job: what every record depends on. Lines starting with '#' are notes. */
 static int job_identity(const pai_precompute_opts *o, uint64_t tss_hash, kstring_t *k) {
   int bad = ksprintf(k, "format\t1\nflank\t%d\nn_models\t%d\n", o->flank, o->models->n) < 0;
+  /* fp32 on the CPU or a GPU computes the same numbers up to rounding; bf16 does not */
+  const int bf16 = o->backend.device == PAI_DEVICE_CUDA && o->backend.precision == PAI_PRECISION_BF16;
+  bad |= ksprintf(k, "precision\t%s\n", bf16 ? "bf16" : "fp32") < 0;
   bad |= ksprintf(k, "tss_file\t%016llx\n# tss_file %s\n",
                   (unsigned long long)tss_hash, o->tss_file) < 0;
   struct stat st;
@@ -818,9 +821,6 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
   } else if (o->flank < 0 || o->flank > 100000 || o->batch_size < 1) {
     PAI_ERR("--flank must be in 0..100000 and --batch_size >= 1");
     rc = PAI_ERR_USAGE;
-  } else if (o->device != PAI_DEVICE_CPU) {
-    PAI_ERR("--device %s: pprecompute runs on the CPU in this version", pai_device_name(o->device));
-    rc = PAI_ERR_USAGE;
   } else if (!o->overwrite && stat(o->out, &st) == 0) {
     PAI_ERR("%s exists (pass --overwrite to replace it)", o->out);
     rc = PAI_ERR_USAGE;
@@ -928,7 +928,7 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
                   !bases || !rec_buf))
     rc = PAI_ERR_NOMEM;
   for (int m = 0; rc == 0 && n_todo > 0 && m < M; m++)
-    rc = pai_cone_init(&w.cones[m], &models[m], n_max, o->batch_size);
+    rc = pai_cone_init_backend(&w.cones[m], &models[m], n_max, o->batch_size, &o->backend);
   if (rc == 0 && n_todo > 0 && !(part = fopen(part_path, "ab"))) {
     pai_log_set_mute(0);
     PAI_ERR("cannot open %s: %s", part_path, strerror(errno));

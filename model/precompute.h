@@ -23,7 +23,7 @@ typedef struct {
   int raw;                      /* 1: also raw score columns */
   int overwrite;                /* 1: replace an existing OUT */
   int threads;                  /* for bgzip compression in the merge */
-  pai_device device;
+  pai_backend backend;          /* cpu, or cuda: one GPU per rank (gpu_index = node-local rank) */
 } pai_precompute_opts;
 
 int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) PAI_WUR;

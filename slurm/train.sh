@@ -6,11 +6,11 @@
 #   sbatch slurm/train.sh                        # from the repository root
 #   bash slurm/train.sh                          # without Slurm: mpirun -np ${NP:-2}
 #
-# ptrain trains on the CPU in this version: give each rank CPUs, e.g.
-#   sbatch --nodes=2 --ntasks-per-node=4 --cpus-per-task=8 --time=48:00:00 slurm/train.sh
-# GPUs are requested at submission (sbatch --gpus-per-task=1 ...) once the GPU backend is there;
-# this file asks for none, so that it is accepted on CPU-only clusters (with EnforcePartLimits a
-# --gpus request on a partition without GPUs is rejected). The global batch (--batch_size, in
+# ptrain runs on a GPU per rank when the ranks see GPUs (--device auto; docs/gpu.md), e.g.
+#   sbatch --nodes=2 --ntasks-per-node=4 --gpus-per-task=1 --cpus-per-task=8 --time=48:00:00 slurm/train.sh
+# and on the CPUs otherwise. GPUs are requested at submission: this file asks for none, so that
+# it is accepted on CPU-only clusters (with EnforcePartLimits a --gpus request on a partition
+# without GPUs is rejected). The global batch (--batch_size, in
 # CONFIG or EXTRA_ARGS) must be a multiple of the rank count. Command-line sbatch options
 # override the #SBATCH lines below.
 #

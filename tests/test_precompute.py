@@ -312,6 +312,11 @@ def proc_env(pid, name):
     return None
 
 
+# The CPU unless a caller says otherwise (tests/test_gpu_precompute.py): on a machine with a GPU,
+# pprecompute's default --device auto would pick it.
+DEVICE_ARGS = ["--device", "cpu"]
+
+
 class Runner:
     def __init__(self, exe, tmp):
         self.exe, self.tmp = exe, tmp
@@ -324,7 +329,7 @@ class Runner:
 
     def args(self, tss, fasta, models, out, extra=()):
         return [self.exe, "--tss_file", tss, "--fasta_file", fasta, "--model_folder", *models,
-                "--out", out, "--threads", "1", *extra]
+                "--out", out, "--threads", "1", *DEVICE_ARGS, *extra]
 
     def run(self, tss, fasta, models, out, extra=(), ranks=0, timeout=180, rank_codes=False,
             argv=None):
@@ -385,7 +390,7 @@ def naive_scores(exe_promoterai, tmp, tag, folder, L, fasta, table_rows):
     H.write_tsv(var, ["chrom", "pos", "ref", "alt", "strand"], list(variants.values()))
     p = run_group([exe_promoterai, "--model_folder", folder, "--var_file", var, "--fasta_file",
                    fasta, "--input_length", str(L), "--raw", "--output", out, "--threads", "1",
-                   "--quiet"], timeout=300, env_extra=ENV1, quiet=True)
+                   "--device", "cpu", "--quiet"], timeout=300, env_extra=ENV1, quiet=True)
     if p.returncode != 0:
         show_err(p)
         return None
