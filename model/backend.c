@@ -64,6 +64,13 @@ int pai_precision_select(const char *name, pai_precision *out) {
   return PAI_ERR_USAGE;
 }
 
+int pai_backend_select(const char *device, const char *precision, int gpu_ok, int local_rank,
+                       pai_backend *out) {
+  *out = (pai_backend){.gpu_index = local_rank};
+  PAI_TRY(pai_device_select(device, gpu_ok, &out->device));
+  return pai_precision_select(precision, &out->precision);
+}
+
 void pai_build_info(char *out, size_t out_len) {
   char gpu[256];
   pai_gpu_info(gpu, sizeof gpu);

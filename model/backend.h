@@ -22,6 +22,10 @@ typedef struct {
  * a usage error. */
 int pai_device_select(const char *name, int gpu_ok, pai_device *out) PAI_WUR;
 const char *pai_device_name(pai_device d);
+/* A program's --device and --precision values into *out, gpu_index = local_rank (the rank's
+ * index on its node). Logs and returns PAI_ERR_USAGE on a bad value. */
+int pai_backend_select(const char *device, const char *precision, int gpu_ok, int local_rank,
+                       pai_backend *out) PAI_WUR;
 /* Parses "fp32" or "bf16". */
 int pai_precision_select(const char *name, pai_precision *out) PAI_WUR;
 const char *pai_precision_name(pai_precision p);

@@ -14,18 +14,13 @@
 #include "model/gpu_kernels.h"
 #include "mpi/log.h"
 
-typedef struct {
-  float *ws, *wc, *bdw, *bfull, *scale2, *shift2, *b2;
-  void *w1, *b1, *w2;
-} cone_block;
-
 struct pai_cone_gpu {
   pai_gpu *g;
   pai_dtype dt;
   int bf16;
   int max_ffn, max_head, max_parts;   /* rows of the dense scratch; head rows; partial sums */
   float *stem_w, *stem_b;
-  cone_block *blk;
+  pai_gpu_block *blk;
   void **proj_w;                      /* [n_short] head 0, (D, T0) */
   float **proj_b;
   uint8_t *u, *alt;                   /* (U), (batch) */
@@ -37,25 +32,6 @@ struct pai_cone_gpu {
   float *gath, *x, *m;                /* (batch, max_in, D), (batch, max_out, D) x 2 */
   double *part, *host_part;           /* max_parts */
 };
-
-static float *put_f32(pai_gpu *g, const float *host, size_t n, const char *what) {
-  float *d = pai_gpu_alloc(g, n * sizeof *d, what);
-  if (d && pai_gpu_upload(g, d, host, n * sizeof *d) < 0) return NULL;
-  return d;
-}
-
-static void *put_typed(pai_gpu *g, const float *host, size_t n, pai_dtype dt, const char *what) {
-  if (dt == PAI_F32) return put_f32(g, host, n, what);
-  uint16_t *tmp = malloc(n * sizeof *tmp);
-  void *d = tmp ? pai_gpu_alloc(g, n * sizeof *tmp, what) : NULL;
-  if (!tmp) PAI_ERR("out of memory");
-  if (d) {
-    for (size_t i = 0; i < n; i++) tmp[i] = pai_to_bf16(host[i]);
-    if (pai_gpu_upload(g, d, tmp, n * sizeof *tmp) < 0) d = NULL;
-  }
-  free(tmp);
-  return d;
-}
 
 void pai_cone_gpu_free(pai_cone *cn) {
   struct pai_cone_gpu *s = cn->gpu;
@@ -76,7 +52,7 @@ int pai_cone_gpu_init(pai_cone *cn, const pai_backend *be) {
   const pai_config *c = &cn->model->cfg;
   const pai_params *P = &cn->model->params;
   const int N = c->num_blocks, D = c->model_dim, L = c->input_length, O = c->output_length;
-  const int K = c->kernel_size, T0 = c->output_dims[0], n_short = pai_n_shortcuts(c);
+  const int T0 = c->output_dims[0], n_short = pai_n_shortcuts(c);
   const size_t U = (size_t)cn->n_max - 1 + L, F = (size_t)4 * D;
   struct pai_cone_gpu *s = calloc(1, sizeof *s);
   if (!s) {
@@ -118,55 +94,18 @@ int pai_cone_gpu_init(pai_cone *cn, const pai_backend *be) {
   TAKE(s->part, (size_t)s->max_parts * sizeof(double), "partial sums");
 #undef TAKE
   if (!ok) return PAI_ERR_NOMEM;
-  s->stem_w = put_f32(g, P->stem.kernel, (size_t)4 * D, "stem");
-  s->stem_b = put_f32(g, P->stem.bias, (size_t)D, "stem");
+  s->stem_w = pai_gpu_put(g, P->stem.kernel, (size_t)4 * D, PAI_F32, "stem");
+  s->stem_b = pai_gpu_put(g, P->stem.bias, (size_t)D, PAI_F32, "stem");
   if (!s->stem_w || !s->stem_b) return PAI_ERR_NOMEM;
-  for (int i = 0; i < N; i++) {
-    const pai_block_fold *f = &cn->fold[i];
-    const pai_block_params *bp = &P->blocks[i];
-    cone_block *b = &s->blk[i];
-    b->ws = put_f32(g, f->ws, (size_t)K * D, "depthwise kernels");
-    b->wc = put_f32(g, f->wc, (size_t)K * D, "depthwise kernels");
-    b->bdw = put_f32(g, bp->dw_bias, (size_t)D, "depthwise bias");
-    b->bfull = put_f32(g, f->bfull, (size_t)D, "depthwise bias");
-    b->scale2 = put_f32(g, f->scale2, (size_t)D, "batch norm");
-    b->shift2 = put_f32(g, f->shift2, (size_t)D, "batch norm");
-    b->b2 = put_f32(g, bp->ffn2_bias, (size_t)D, "dense bias");
-    b->w1 = put_typed(g, bp->ffn1_kernel, (size_t)D * F, s->dt, "dense kernels");
-    b->b1 = put_typed(g, bp->ffn1_bias, F, s->dt, "dense bias");
-    b->w2 = put_typed(g, bp->ffn2_kernel, F * D, s->dt, "dense kernels");
-    if (!b->ws || !b->wc || !b->bdw || !b->bfull || !b->scale2 || !b->shift2 || !b->b2 ||
-        !b->w1 || !b->b1 || !b->w2)
-      return PAI_ERR_NOMEM;
-  }
+  for (int i = 0; i < N; i++)
+    PAI_TRY(pai_gpu_block_put(g, &s->blk[i], &cn->fold[i], &P->blocks[i], D, s->dt));
   for (int k = 0; k < n_short; k++) {
     const pai_proj_params *pp = pai_proj(P, 0, k);
-    s->proj_w[k] = put_typed(g, pp->kernel, (size_t)D * T0, s->dt, "head kernels");
-    s->proj_b[k] = put_f32(g, pp->bias, (size_t)T0, "head bias");
+    s->proj_w[k] = pai_gpu_put(g, pp->kernel, (size_t)D * T0, s->dt, "head kernels");
+    s->proj_b[k] = pai_gpu_put(g, pp->bias, (size_t)T0, PAI_F32, "head bias");
     if (!s->proj_w[k] || !s->proj_b[k]) return PAI_ERR_NOMEM;
   }
   return pai_gpu_sync(g);
-}
-
-/* m[rows of x (B sequences of L, from lo)] += FFN(BN2(...)): the block's dense half, in place on
- * `rows` rows per sequence, rows contiguous per sequence (lo = 0 and L = rows: all contiguous). */
-static int ffn(struct pai_cone_gpu *s, const cone_block *b, float *m, int B, int L, int lo,
-               int rows, int D) {
-  const int F = 4 * D, bf = s->bf16;
-  PAI_TRY(pai_gpu_affine_pack(s->g, (int64_t)B * rows * D, s->gin, bf, m, b->scale2, b->shift2, D,
-                              L, lo, rows));
-  const pai_gemm up = {.M = B * rows, .N = F, .K = D, .ab_type = s->dt, .c_type = s->dt,
-                       .a = s->gin, .lda = D, .b = b->w1, .ldb = F, .c = s->t, .ldc = F,
-                       .bias = b->b1, .relu = 1};
-  PAI_TRY(pai_gpu_gemm(s->g, &up));
-  if (B > 1 && L != rows) {
-    PAI_ERR("cone scorer: dense rows must be contiguous across items");
-    return PAI_ERR_RUNTIME;
-  }
-  const pai_gemm down = {.M = B * rows, .N = D, .K = F, .ab_type = s->dt, .c_type = PAI_F32,
-                         .a = s->t, .lda = F, .b = b->w2, .ldb = D, .c = m + (size_t)lo * D,
-                         .ldc = D, .bias = b->b2, .beta = 1.0f};
-  return pai_gpu_gemm(s->g, &down);
 }
 
 /* ReLU(x P_k + c) summed over tracks, for `items` groups of `rows` rows of layer rows x (packed
@@ -207,12 +146,12 @@ int pai_cone_gpu_reference(pai_cone *cn, const uint8_t *u, int n) {
   PAI_TRY(pai_gpu_stem(s->g, (int64_t)rows * D, s->ref[0], s->u, s->stem_w, s->stem_b, D, U,
                        cn->r_lo[0], rows));
   for (int i = 0; i < N; i++) {
-    const cone_block *b = &s->blk[i];
+    const pai_gpu_block *b = &s->blk[i];
     const int lo = cn->r_lo[i + 1];
     rows = cn->r_hi[i + 1] - lo;
     PAI_TRY(pai_gpu_dwconv(s->g, (int64_t)rows * D, s->ref[i + 1], s->ref[i], b->ws, b->wc,
                            b->bdw, D, U, pai_dilation(i), lo, rows));
-    PAI_TRY(ffn(s, b, s->ref[i + 1], 1, U, lo, rows, D));
+    PAI_TRY(pai_gpu_block_ffn(s->g, b, s->ref[i + 1], 1, U, lo, rows, D, s->gin, s->t));
   }
   /* per-row head sums over the union rows [C, C + n - 1 + O), then prefix sums on the host */
   for (int k = 0; k < pai_n_shortcuts(c); k++) {
@@ -245,7 +184,7 @@ int pai_cone_gpu_alts(pai_cone *cn, const int *k, const uint8_t *alt, int B, dou
     rc = pai_gpu_stem(s->g, (int64_t)B * D, s->x, s->alt, s->stem_w, s->stem_b, D, 1, 0, 1);
   float *x = s->x, *m = s->m;
   for (int i = 0; rc == 0 && i < N; i++) {
-    const cone_block *bl = &s->blk[i];
+    const pai_gpu_block *bl = &s->blk[i];
     const int d = pai_dilation(i), n_out = cn->a_hi[i + 1] - cn->a_lo[i + 1];
     const int lo_in = cn->a_lo[i + 1] - 2 * d, n_in = n_out + 4 * d;
     const int n_alt = cn->a_hi[i] - cn->a_lo[i], off = cn->a_lo[i] - lo_in;
@@ -254,7 +193,7 @@ int pai_cone_gpu_alts(pai_cone *cn, const int *k, const uint8_t *alt, int B, dou
     if (rc == 0)
       rc = pai_gpu_dwconv_interior(s->g, (int64_t)B * n_out * D, m, s->gath, bl->ws, bl->bfull,
                                    n_out, D, d);
-    if (rc == 0) rc = ffn(s, bl, m, B, n_out, 0, n_out, D);
+    if (rc == 0) rc = pai_gpu_block_ffn(s->g, bl, m, B, n_out, 0, n_out, D, s->gin, s->t);
     float *swap = x;
     x = m;
     m = swap;

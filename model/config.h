@@ -37,4 +37,12 @@ static inline int pai_crop(const pai_config *cfg) {
   return (cfg->input_length - cfg->output_length) / 2;
 }
 
+/* The widest head's output_dim (T of the largest head). */
+static inline int pai_max_output_dim(const pai_config *cfg) {
+  int t = 0;
+  for (int j = 0; j < cfg->n_heads; j++)
+    if (cfg->output_dims[j] > t) t = cfg->output_dims[j];
+  return t;
+}
+
 #endif

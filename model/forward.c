@@ -22,19 +22,12 @@ static int ffn_chunk(int D) {
   return rows;
 }
 
-static int max_output_dim(const pai_config *c) {
-  int t = 0;
-  for (int j = 0; j < c->n_heads; j++)
-    if (c->output_dims[j] > t) t = c->output_dims[j];
-  return t;
-}
-
 size_t pai_infer_bytes(const pai_config *c, int max_batch) {
   const size_t D = (size_t)c->model_dim, L = (size_t)c->input_length;
   const size_t chunk = (size_t)ffn_chunk(c->model_dim);
   return 2 * pai_arena_bytes((size_t)max_batch * L * D, sizeof(float)) +
          pai_arena_bytes(chunk * D, sizeof(float)) + pai_arena_bytes(chunk * 4 * D, sizeof(float)) +
-         pai_arena_bytes((size_t)c->output_length * (size_t)max_output_dim(c), sizeof(float));
+         pai_arena_bytes((size_t)c->output_length * (size_t)pai_max_output_dim(c), sizeof(float));
 }
 
 int pai_block_fold_init(const pai_model *model, pai_block_fold **fold_out, float **data_out) {
@@ -126,7 +119,7 @@ int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsign
   inf->m = pai_arena_take(&inf->arena, (size_t)max_batch * L * D, sizeof(float));
   inf->gin = pai_arena_take(&inf->arena, (size_t)inf->chunk * D, sizeof(float));
   inf->t = pai_arena_take(&inf->arena, (size_t)inf->chunk * 4 * D, sizeof(float));
-  inf->head_tmp = pai_arena_take(&inf->arena, (size_t)c->output_length * max_output_dim(c),
+  inf->head_tmp = pai_arena_take(&inf->arena, (size_t)c->output_length * pai_max_output_dim(c),
                                  sizeof(float));
   return 0;
 }

@@ -19,6 +19,7 @@
 
 #include "model/arena.h"
 #include "model/backend.h"
+#include "model/gpu.h"
 #include "model/model.h"
 
 #define PAI_HEAD(j) (1u << (j))
@@ -62,6 +63,20 @@ int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsign
                    const pai_backend *backend) PAI_WUR;
 int pai_infer_forward(pai_infer *inf, const uint8_t *codes, int B, float *const *outs) PAI_WUR;
 void pai_infer_free(pai_infer *inf);
+
+/* A block's weights on the GPU, as the GPU forward and cone scorer read them (forward_gpu.c):
+ * float32 except the dense layers' kernels and first bias, which are of type dt. */
+typedef struct {
+  float *ws, *wc, *bdw, *bfull, *scale2, *shift2, *b2;
+  void *w1, *b1, *w2;
+  pai_dtype dt;
+} pai_gpu_block;
+int pai_gpu_block_put(pai_gpu *g, pai_gpu_block *b, const pai_block_fold *f,
+                      const pai_block_params *bp, int D, pai_dtype dt) PAI_WUR;
+/* The block's dense half on rows [lo, lo + rows) of each of B sequences of L rows of m:
+ *   m += ReLU(BN2(m) W1 + b1) W2 + b2,  with scratch gin (B rows, D) and t (B rows, 4D) of b->dt. */
+int pai_gpu_block_ffn(pai_gpu *g, const pai_gpu_block *b, float *m, int B, int L, int lo,
+                      int rows, int D, void *gin, void *t) PAI_WUR;
 
 /* The GPU side of pai_infer (forward_gpu.c), called by the functions above. */
 int pai_infer_gpu_init(pai_infer *inf) PAI_WUR;

@@ -18,11 +18,6 @@
 #include "model/gpu_kernels.h"
 #include "mpi/log.h"
 
-typedef struct {
-  float *ws, *wc, *bdw, *scale2, *shift2, *b2;
-  void *w1, *b1, *w2;   /* the dense layers' type; b1 too (the product writes that type) */
-} gpu_block;
-
 struct pai_infer_gpu {
   pai_gpu *g;
   pai_dtype dt;
@@ -34,7 +29,7 @@ struct pai_infer_gpu {
   float *htmp;               /* (B O, max T) */
   float *out[PAI_MAX_HEADS]; /* (B, O, T_j) */
   float *stem_w, *stem_b;
-  gpu_block *blk;            /* [N] */
+  pai_gpu_block *blk;        /* [N] */
   void **proj_w;             /* [n_heads * n_short], (D, T_j) */
   float **proj_b;            /* [n_heads * n_short], (T_j) */
 };
@@ -56,31 +51,64 @@ int pai_gemm_check(const pai_gemm *p) {
   return 0;
 }
 
-static float *put_f32(pai_gpu *g, const float *host, size_t n, const char *what) {
-  float *d = pai_gpu_alloc(g, n * sizeof *d, what);
-  if (d && pai_gpu_upload(g, d, host, n * sizeof *d) < 0) return NULL;
-  return d;
-}
-
-/* Uploads n floats as type dt (bf16: rounded to nearest even on the host). */
-static void *put_typed(pai_gpu *g, const float *host, size_t n, pai_dtype dt, const char *what) {
-  if (dt == PAI_F32) return put_f32(g, host, n, what);
+int pai_gpu_upload_typed(pai_gpu *g, void *dst, const float *host, size_t n, pai_dtype dt) {
+  if (dt == PAI_F32) return pai_gpu_upload(g, dst, host, n * sizeof(float));
   uint16_t *tmp = malloc(n * sizeof *tmp);
-  void *d = tmp ? pai_gpu_alloc(g, n * sizeof *tmp, what) : NULL;
-  if (!tmp) PAI_ERR("out of memory");
-  if (d) {
-    for (size_t i = 0; i < n; i++) tmp[i] = pai_to_bf16(host[i]);
-    if (pai_gpu_upload(g, d, tmp, n * sizeof *tmp) < 0) d = NULL;
+  if (!tmp) {
+    PAI_ERR("out of memory");
+    return PAI_ERR_NOMEM;
   }
+  for (size_t i = 0; i < n; i++) tmp[i] = pai_to_bf16(host[i]);
+  const int rc = pai_gpu_upload(g, dst, tmp, n * sizeof *tmp);
   free(tmp);
-  return d;
+  return rc;
 }
 
-static int max_tracks(const pai_config *c) {
-  int t = 0;
-  for (int j = 0; j < c->n_heads; j++)
-    if (c->output_dims[j] > t) t = c->output_dims[j];
-  return t;
+void *pai_gpu_put(pai_gpu *g, const float *host, size_t n, pai_dtype dt, const char *what) {
+  void *d = pai_gpu_alloc(g, n * pai_dtype_size(dt), what);
+  return d && pai_gpu_upload_typed(g, d, host, n, dt) == 0 ? d : NULL;
+}
+
+int pai_gpu_block_put(pai_gpu *g, pai_gpu_block *b, const pai_block_fold *f,
+                      const pai_block_params *bp, int D, pai_dtype dt) {
+  const size_t F = (size_t)4 * D;
+  b->ws = pai_gpu_put(g, f->ws, (size_t)5 * D, PAI_F32, "depthwise kernels");
+  b->wc = pai_gpu_put(g, f->wc, (size_t)5 * D, PAI_F32, "depthwise kernels");
+  b->bdw = pai_gpu_put(g, bp->dw_bias, (size_t)D, PAI_F32, "depthwise bias");
+  b->bfull = pai_gpu_put(g, f->bfull, (size_t)D, PAI_F32, "depthwise bias");
+  b->scale2 = pai_gpu_put(g, f->scale2, (size_t)D, PAI_F32, "batch norm");
+  b->shift2 = pai_gpu_put(g, f->shift2, (size_t)D, PAI_F32, "batch norm");
+  b->b2 = pai_gpu_put(g, bp->ffn2_bias, (size_t)D, PAI_F32, "dense bias");
+  b->w1 = pai_gpu_put(g, bp->ffn1_kernel, (size_t)D * F, dt, "dense kernels");
+  b->b1 = pai_gpu_put(g, bp->ffn1_bias, F, dt, "dense bias");
+  b->w2 = pai_gpu_put(g, bp->ffn2_kernel, F * D, dt, "dense kernels");
+  b->dt = dt;
+  return b->ws && b->wc && b->bdw && b->bfull && b->scale2 && b->shift2 && b->b2 && b->w1 &&
+                 b->b1 && b->w2
+             ? 0
+             : PAI_ERR_NOMEM;
+}
+
+int pai_gpu_block_ffn(pai_gpu *g, const pai_gpu_block *b, float *m, int B, int L, int lo,
+                      int rows, int D, void *gin, void *t) {
+  const int F = 4 * D;
+  const pai_dtype dt = b->dt;
+  PAI_TRY(pai_gpu_affine_pack(g, (int64_t)B * rows * D, gin, dt == PAI_BF16, m, b->scale2,
+                              b->shift2, D, L, lo, rows));
+  const pai_gemm up = {.M = B * rows, .N = F, .K = D, .ab_type = dt, .c_type = dt, .a = gin,
+                       .lda = D, .b = b->w1, .ldb = F, .c = t, .ldc = F, .bias = b->b1,
+                       .relu = 1};
+  PAI_TRY(pai_gpu_gemm(g, &up));
+  /* rows of consecutive sequences are contiguous only when every row is computed */
+  const int runs = rows == L ? 1 : B, run_rows = rows == L ? B * rows : rows;
+  for (int q = 0; q < runs; q++) {
+    const pai_gemm down = {.M = run_rows, .N = D, .K = F, .ab_type = dt, .c_type = PAI_F32,
+                           .a = (char *)t + (size_t)q * rows * F * pai_dtype_size(dt),
+                           .lda = F, .b = b->w2, .ldb = D, .c = m + ((size_t)q * L + lo) * D,
+                           .ldc = D, .bias = b->b2, .beta = 1.0f};
+    PAI_TRY(pai_gpu_gemm(g, &down));
+  }
+  return 0;
 }
 
 void pai_infer_gpu_free(pai_infer *inf) {
@@ -98,7 +126,7 @@ int pai_infer_gpu_init(pai_infer *inf) {
   const pai_config *c = &inf->model->cfg;
   const pai_params *P = &inf->model->params;
   const int N = c->num_blocks, D = c->model_dim, L = c->input_length, O = c->output_length;
-  const int K = c->kernel_size, B = inf->max_batch, n_short = pai_n_shortcuts(c);
+  const int B = inf->max_batch, n_short = pai_n_shortcuts(c);
   struct pai_infer_gpu *s = calloc(1, sizeof *s);
   if (!s) {
     PAI_ERR("out of memory");
@@ -117,7 +145,7 @@ int pai_infer_gpu_init(pai_infer *inf) {
   s->gin = pai_gpu_alloc(g, (size_t)B * s->max_rows * D * dts, "dense-layer input");
   s->t = pai_gpu_alloc(g, (size_t)B * s->max_rows * 4 * D * dts, "dense-layer hidden");
   s->hin = pai_gpu_alloc(g, (size_t)B * O * D * dts, "head input");
-  s->htmp = pai_gpu_alloc(g, (size_t)B * O * max_tracks(c) * sizeof(float), "head scratch");
+  s->htmp = pai_gpu_alloc(g, (size_t)B * O * pai_max_output_dim(c) * sizeof(float), "head scratch");
   if (!s->codes || !s->x || !s->m || !s->gin || !s->t || !s->hin || !s->htmp)
     return PAI_ERR_NOMEM;
   for (int j = 0; j < c->n_heads; j++) {
@@ -126,8 +154,8 @@ int pai_infer_gpu_init(pai_infer *inf) {
     if (!s->out[j]) return PAI_ERR_NOMEM;
   }
 
-  s->stem_w = put_f32(g, P->stem.kernel, (size_t)4 * D, "stem");
-  s->stem_b = put_f32(g, P->stem.bias, (size_t)D, "stem");
+  s->stem_w = pai_gpu_put(g, P->stem.kernel, (size_t)4 * D, PAI_F32, "stem");
+  s->stem_b = pai_gpu_put(g, P->stem.bias, (size_t)D, PAI_F32, "stem");
   s->blk = calloc((size_t)N, sizeof *s->blk);
   s->proj_w = calloc((size_t)c->n_heads * n_short, sizeof *s->proj_w);
   s->proj_b = calloc((size_t)c->n_heads * n_short, sizeof *s->proj_b);
@@ -136,24 +164,8 @@ int pai_infer_gpu_init(pai_infer *inf) {
     PAI_ERR("out of memory");
     return PAI_ERR_NOMEM;
   }
-  const size_t F = (size_t)4 * D;
-  for (int i = 0; i < N; i++) {
-    const pai_block_fold *f = &inf->fold[i];
-    const pai_block_params *bp = &P->blocks[i];
-    gpu_block *b = &s->blk[i];
-    b->ws = put_f32(g, f->ws, (size_t)K * D, "depthwise kernels");
-    b->wc = put_f32(g, f->wc, (size_t)K * D, "depthwise kernels");
-    b->bdw = put_f32(g, bp->dw_bias, (size_t)D, "depthwise bias");
-    b->scale2 = put_f32(g, f->scale2, (size_t)D, "batch norm");
-    b->shift2 = put_f32(g, f->shift2, (size_t)D, "batch norm");
-    b->b2 = put_f32(g, bp->ffn2_bias, (size_t)D, "dense bias");
-    b->w1 = put_typed(g, bp->ffn1_kernel, (size_t)D * F, s->dt, "dense kernels");
-    b->b1 = put_typed(g, bp->ffn1_bias, F, s->dt, "dense bias");
-    b->w2 = put_typed(g, bp->ffn2_kernel, F * D, s->dt, "dense kernels");
-    if (!b->ws || !b->wc || !b->bdw || !b->scale2 || !b->shift2 || !b->b2 || !b->w1 || !b->b1 ||
-        !b->w2)
-      return PAI_ERR_NOMEM;
-  }
+  for (int i = 0; i < N; i++)
+    PAI_TRY(pai_gpu_block_put(g, &s->blk[i], &inf->fold[i], &P->blocks[i], D, s->dt));
   for (int j = 0; j < c->n_heads; j++) {
     if (!(inf->heads_mask & PAI_HEAD(j))) continue;
     const size_t T = (size_t)c->output_dims[j];
@@ -177,28 +189,12 @@ static int upload_heads(const pai_infer *inf) {
     const size_t T = (size_t)c->output_dims[j];
     for (int k = 0; k < n_short; k++) {
       const pai_proj_params *pp = pai_proj(&inf->model->params, j, k);
-      void *w = s->proj_w[j * n_short + k];
       PAI_TRY(pai_gpu_upload(s->g, s->proj_b[j * n_short + k], pp->bias, T * sizeof(float)));
-      if (s->dt == PAI_F32) {
-        PAI_TRY(pai_gpu_upload(s->g, w, pp->kernel, (size_t)D * T * sizeof(float)));
-        continue;
-      }
-      uint16_t *tmp = malloc((size_t)D * T * sizeof *tmp);
-      if (!tmp) {
-        PAI_ERR("out of memory");
-        return PAI_ERR_NOMEM;
-      }
-      for (size_t e = 0; e < (size_t)D * T; e++) tmp[e] = pai_to_bf16(pp->kernel[e]);
-      const int rc = pai_gpu_upload(s->g, w, tmp, (size_t)D * T * sizeof *tmp);
-      free(tmp);
-      PAI_TRY(rc);
+      PAI_TRY(pai_gpu_upload_typed(s->g, s->proj_w[j * n_short + k], pp->kernel, (size_t)D * T,
+                                   s->dt));
     }
   }
   return 0;
-}
-
-static void *typed_at(void *base, size_t elems, pai_dtype dt) {
-  return (char *)base + elems * pai_dtype_size(dt);
 }
 
 /* Heads' projections of the shortcut layer in x (layer `layer`), accumulated into s->out. */
@@ -232,7 +228,6 @@ int pai_infer_gpu_forward(pai_infer *inf, const uint8_t *codes, int B, float *co
   struct pai_infer_gpu *s = inf->gpu;
   pai_gpu *g = s->g;
   const int N = c->num_blocks, D = c->model_dim, L = c->input_length, O = c->output_length;
-  const int F = 4 * D;
 
   PAI_TRY(upload_heads(inf));
   PAI_TRY(pai_gpu_upload(g, s->codes, codes, (size_t)B * L));
@@ -242,24 +237,12 @@ int pai_infer_gpu_forward(pai_infer *inf, const uint8_t *codes, int B, float *co
   float *x = s->x, *m = s->m;
   int first = 1;
   for (int i = 0; i < N; i++) {
-    const gpu_block *b = &s->blk[i];
+    const pai_gpu_block *b = &s->blk[i];
     const int lo = inf->lo[i + 1];
     rows = inf->hi[i + 1] - lo;
-    const int64_t n = (int64_t)B * rows * D;
-    PAI_TRY(pai_gpu_dwconv(g, n, m, x, b->ws, b->wc, b->bdw, D, L, pai_dilation(i), lo, rows));
-    PAI_TRY(pai_gpu_affine_pack(g, n, s->gin, s->dt == PAI_BF16, m, b->scale2, b->shift2, D, L,
-                                lo, rows));
-    const pai_gemm up = {.M = B * rows, .N = F, .K = D, .ab_type = s->dt, .c_type = s->dt,
-                         .a = s->gin, .lda = D, .b = b->w1, .ldb = F, .c = s->t, .ldc = F,
-                         .bias = b->b1, .relu = 1};
-    PAI_TRY(pai_gpu_gemm(g, &up));
-    for (int q = 0; q < B; q++) {
-      const pai_gemm down = {.M = rows, .N = D, .K = F, .ab_type = s->dt, .c_type = PAI_F32,
-                             .a = typed_at(s->t, (size_t)q * rows * F, s->dt), .lda = F,
-                             .b = b->w2, .ldb = D, .c = m + ((size_t)q * L + lo) * D, .ldc = D,
-                             .bias = b->b2, .beta = 1.0f};
-      PAI_TRY(pai_gpu_gemm(g, &down));
-    }
+    PAI_TRY(pai_gpu_dwconv(g, (int64_t)B * rows * D, m, x, b->ws, b->wc, b->bdw, D, L,
+                           pai_dilation(i), lo, rows));
+    PAI_TRY(pai_gpu_block_ffn(g, b, m, B, L, lo, rows, D, s->gin, s->t));
     PAI_TRY(heads_gpu(inf, m, B, i + 1, &first));
     float *swap = x;
     x = m;

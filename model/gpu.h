@@ -114,6 +114,11 @@ static inline pai_colmajor_gemm pai_gemm_colmajor(const pai_gemm *p) {
   return q;
 }
 
+/* Helpers on top of the interface (model/forward_gpu.c): n floats copied as type dt (bf16:
+ * rounded to nearest even on the host), into dst or into a new allocation (NULL: logged). */
+int pai_gpu_upload_typed(pai_gpu *g, void *dst, const float *host, size_t n, pai_dtype dt) PAI_WUR;
+void *pai_gpu_put(pai_gpu *g, const float *host, size_t n, pai_dtype dt, const char *what);
+
 /* Checks a pai_gemm's shapes and types before either implementation runs it. */
 int pai_gemm_check(const pai_gemm *p) PAI_WUR;
 

@@ -29,26 +29,19 @@
 #define KSIZE 5
 #define HALF 2
 
-static int max_output_dim(const pai_config *c) {
-  int t = 0;
-  for (int j = 0; j < c->n_heads; j++)
-    if (c->output_dims[j] > t) t = c->output_dims[j];
-  return t;
-}
-
 /* Doubles of per-thread partials one thread needs: the widest reduction is the depthwise
  * backward (K kernel rows + bias + spare) or a head's bias (T). */
 static size_t part_width(const pai_config *c) {
   size_t w = (size_t)(KSIZE + 2) * c->model_dim;
   if ((size_t)4 * c->model_dim > w) w = (size_t)4 * c->model_dim;
-  if ((size_t)max_output_dim(c) > w) w = (size_t)max_output_dim(c);
+  if ((size_t)pai_max_output_dim(c) > w) w = (size_t)pai_max_output_dim(c);
   return w;
 }
 
 size_t pai_trainer_bytes(const pai_config *c, int max_batch) {
   const size_t N = (size_t)c->num_blocks, D = (size_t)c->model_dim, F = 4 * D;
   const size_t rows = (size_t)max_batch * (size_t)c->input_length;
-  const size_t head = (size_t)max_batch * (size_t)c->output_length * (size_t)max_output_dim(c);
+  const size_t head = (size_t)max_batch * (size_t)c->output_length * (size_t)pai_max_output_dim(c);
   const size_t n_short = (size_t)pai_n_shortcuts(c);
   return (N + 1) * pai_arena_bytes(rows * D, sizeof(float)) +
          N * pai_arena_bytes(rows * D, sizeof(float)) +
@@ -58,7 +51,8 @@ size_t pai_trainer_bytes(const pai_config *c, int max_batch) {
          3 * pai_arena_bytes(rows * D, sizeof(float)) + pai_arena_bytes(rows * F, sizeof(float));
 }
 
-int pai_trainer_init(pai_trainer *t, const pai_config *cfg, int max_batch, pai_comm *comm) {
+/* The fields every backend sets. */
+static int trainer_base(pai_trainer *t, const pai_config *cfg, int max_batch, pai_comm *comm) {
   memset(t, 0, sizeof *t);
   if (max_batch < 1) {
     PAI_ERR("batch size must be >= 1 (got %d)", max_batch);
@@ -67,11 +61,16 @@ int pai_trainer_init(pai_trainer *t, const pai_config *cfg, int max_batch, pai_c
   t->cfg = *cfg;
   t->max_batch = max_batch;
   t->comm = comm;
+  return 0;
+}
+
+int pai_trainer_init(pai_trainer *t, const pai_config *cfg, int max_batch, pai_comm *comm) {
+  PAI_TRY(trainer_base(t, cfg, max_batch, comm));
   t->n_threads = omp_get_max_threads();
   const int N = cfg->num_blocks, n_short = pai_n_shortcuts(cfg);
   const size_t D = (size_t)cfg->model_dim, F = 4 * D;
   const size_t rows = (size_t)max_batch * (size_t)cfg->input_length;
-  const size_t head = (size_t)max_batch * (size_t)cfg->output_length * (size_t)max_output_dim(cfg);
+  const size_t head = (size_t)max_batch * (size_t)cfg->output_length * (size_t)pai_max_output_dim(cfg);
 
   t->act = calloc((size_t)N + 1, sizeof *t->act);
   t->mid = calloc((size_t)N, sizeof *t->mid);
@@ -105,14 +104,7 @@ int pai_trainer_init(pai_trainer *t, const pai_config *cfg, int max_batch, pai_c
 int pai_trainer_init_backend(pai_trainer *t, const pai_config *cfg, int max_batch, pai_comm *comm,
                              const pai_backend *backend) {
   if (backend->device == PAI_DEVICE_CPU) return pai_trainer_init(t, cfg, max_batch, comm);
-  memset(t, 0, sizeof *t);
-  if (max_batch < 1) {
-    PAI_ERR("batch size must be >= 1 (got %d)", max_batch);
-    return PAI_ERR_USAGE;
-  }
-  t->cfg = *cfg;
-  t->max_batch = max_batch;
-  t->comm = comm;
+  PAI_TRY(trainer_base(t, cfg, max_batch, comm));
   int rc = pai_trainer_gpu_init(t, backend);
   if (rc < 0) pai_trainer_free(t);
   return rc;

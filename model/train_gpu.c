@@ -65,13 +65,6 @@ static void *typed(void *base, size_t elems, pai_dtype dt) {
   return (char *)base + elems * pai_dtype_size(dt);
 }
 
-static int max_tracks(const pai_config *c) {
-  int t = 0;
-  for (int j = 0; j < c->n_heads; j++)
-    if (c->output_dims[j] > t) t = c->output_dims[j];
-  return t;
-}
-
 void pai_trainer_gpu_free(pai_trainer *t) {
   struct pai_trainer_gpu *s = t->gpu;
   if (!s) return;
@@ -96,7 +89,7 @@ static int take_param_mirrors(struct pai_trainer_gpu *s, size_t n_params) {
 
 int pai_trainer_gpu_init(pai_trainer *t, const pai_backend *be) {
   const pai_config *c = &t->cfg;
-  const int N = c->num_blocks, n_short = pai_n_shortcuts(c), T = max_tracks(c);
+  const int N = c->num_blocks, n_short = pai_n_shortcuts(c), T = pai_max_output_dim(c);
   const size_t D = (size_t)c->model_dim, F = 4 * D, B = (size_t)t->max_batch;
   const size_t rows = B * (size_t)c->input_length, ho = B * (size_t)c->output_length;
   struct pai_trainer_gpu *s = calloc(1, sizeof *s);

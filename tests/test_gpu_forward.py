@@ -44,6 +44,17 @@ def gpus_visible(pmodel):
     return int(m.group(1)) if m and "emulation" not in out else 0
 
 
+def real_gpus(pmodel):
+    """GPUs for the real-GPU part of a test; 0 after printing why that part is skipped."""
+    n = gpus_visible(pmodel)
+    if n == 0:
+        print("SKIP the real GPU part: no GPU visible to this build (the emulated part above "
+              "ran)", flush=True)
+    else:
+        print(f"--- real GPU part: {n} GPU(s) visible", flush=True)
+    return n
+
+
 def run_backend(ck, exe, tmp, label, precision):
     outs = []
     for k, case in enumerate(F.CASES):
@@ -73,12 +84,7 @@ def main():
                  f"--precision fp16 refused with exit 2 (got {proc.returncode})")
         del os.environ["PAI_GPU_EMULATE"]
 
-        n = gpus_visible(pmodel)
-        if n == 0:
-            print("SKIP the real GPU part: no GPU visible to this build (the emulated part above "
-                  "ran)", flush=True)
-        else:
-            print(f"--- real GPU part: {n} GPU(s) visible", flush=True)
+        if real_gpus(pmodel):
             for precision in ("fp32", "bf16"):
                 run_backend(ck, pmodel, tmp, "GPU", precision)
     return ck.finish()

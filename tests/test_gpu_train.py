@@ -43,7 +43,7 @@ import torch
 import test_train_grad as TG
 import test_train_mpi as TM
 from harness import Checker, exe_from_args, require_binary, run  # noqa: E402
-from test_gpu_forward import gpus_visible
+from test_gpu_forward import real_gpus
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
 import promoterai_ref as R  # noqa: E402
@@ -178,11 +178,8 @@ def main():
                            ["--comm", "nccl"])
         pfinetune_check(ck, tmp, require_binary(bin_dir, "pfinetune_emul"), "emulated")
         del os.environ["PAI_GPU_EMULATE"]
-        n = gpus_visible(pmodel)
-        if n == 0:
-            print("SKIP the real GPU part: no GPU visible to this build (the emulated part above "
-                  "ran)", flush=True)
-        else:
+        n = real_gpus(pmodel)
+        if n:
             part_b(ck, exe, tmp, "GPU fp32", ["--precision", "fp32"])
             ranks(ck, exe, "GPU, comm mpi", ["--precision", "fp32", "--comm", "mpi"])
             if n >= 2:

@@ -200,10 +200,8 @@ int main(int argc, char **argv) {
   if (d.rank != 0) pai_log_set_mute(1);
   int rc = pai_opts_parse(opts, sizeof opts / sizeof opts[0], "train_step", "train_step",
                           "Test driver: training steps on one batch.", argc, argv);
-  pai_backend be = {.gpu_index = d.local_rank};
-  if (rc == 0 && (pai_device_select(device, 1, &be.device) < 0 ||
-                  pai_precision_select(precision, &be.precision) < 0))
-    rc = PAI_ERR_USAGE;
+  pai_backend be = PAI_BACKEND_CPU;
+  if (rc == 0) rc = pai_backend_select(device, precision, 1, d.local_rank, &be);
   pai_log_set_mute(0);
   if (rc == 0) {
     pai_set_threads(threads);

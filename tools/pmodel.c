@@ -125,9 +125,7 @@ static int cmd_predict(int argc, char **argv) {
   pai_set_threads(threads);
   pai_predict_opts po = {.model_folder = folder, .seq_file = seqs, .out = out,
                          .batch_size = batch};
-  if (pai_device_select(device, 1, &po.backend.device) < 0 ||
-      pai_precision_select(precision, &po.backend.precision) < 0)
-    return 2;
+  if (pai_backend_select(device, precision, 1, 0, &po.backend) < 0) return 2;
   return pai_exit_code(pai_predict_run(&po));
 }
 

@@ -39,11 +39,10 @@ int main(int argc, char **argv) {
                                 "only each variant's cone; ranks share the TSSs.",
                                 argc, argv);
   pai_log_set_quiet(quiet);
-  pai_backend be = {.gpu_index = d.local_rank};
+  pai_backend be = PAI_BACKEND_CPU;
   if (rc == 0) {
     if (d.rank != 0) pai_log_set_mute(1);
-    rc = pai_device_select(device, 1, &be.device);
-    if (rc == 0) rc = pai_precision_select(precision, &be.precision);
+    rc = pai_backend_select(device, precision, 1, d.local_rank, &be);
     pai_log_set_mute(0);
   }
   if (rc == 0) {

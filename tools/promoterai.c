@@ -36,9 +36,7 @@ int main(int argc, char **argv) {
   pai_score_opts so = {.model_folder = model_folder, .var_file = var_file,
                        .fasta_file = fasta_file, .output = output,
                        .input_length = input_length, .batch_size = batch_size, .raw = raw};
-  if (pai_device_select(device, 1, &so.backend.device) < 0 ||
-      pai_precision_select(precision, &so.backend.precision) < 0)
-    return 2;
+  if (pai_backend_select(device, precision, 1, 0, &so.backend) < 0) return 2;
   rc = pai_score_run(&so);
   return pai_exit_code(rc);
 }

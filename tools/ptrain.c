@@ -54,12 +54,10 @@ int main(int argc, char **argv) {
                                 "5), data-parallel over MPI ranks.",
                                 argc, argv);
   pai_log_set_quiet(quiet);
-  pai_backend be = {.gpu_index = d.local_rank};
+  pai_backend be = PAI_BACKEND_CPU;
   if (rc == 0) {
     if (d.rank != 0) pai_log_set_mute(1);
-    if (pai_device_select(device, 1, &be.device) < 0 ||
-        pai_precision_select(precision, &be.precision) < 0)
-      rc = PAI_ERR_USAGE;
+    rc = pai_backend_select(device, precision, 1, d.local_rank, &be);
     if (rc == 0 && strcmp(comm, "nccl") && strcmp(comm, "mpi")) {
       PAI_ERR("--comm: '%s' is not one of nccl, mpi", comm);
       rc = PAI_ERR_USAGE;
