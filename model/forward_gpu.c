@@ -51,6 +51,21 @@ int pai_gemm_check(const pai_gemm *p) {
   return 0;
 }
 
+int pai_gemm_plain(pai_gpu *g, const pai_gemm *p) {
+  return pai_gpu_gemm_plain(g, (int64_t)p->M * p->N, p->M, p->N, p->K, p->trans_a, p->trans_b,
+                            p->ab_type == PAI_BF16, p->c_type == PAI_BF16, p->a, p->lda, p->b,
+                            p->ldb, p->c, p->ldc, p->bias, p->relu, p->beta);
+}
+
+int pai_gemm_plain_forced(void) {
+  static int forced = -1;
+  if (forced < 0) {
+    const char *e = getenv("PAI_GPU_PLAIN_GEMM");
+    forced = e && *e && strcmp(e, "0") != 0;
+  }
+  return forced;
+}
+
 int pai_gpu_upload_typed(pai_gpu *g, void *dst, const float *host, size_t n, pai_dtype dt) {
   if (dt == PAI_F32) return pai_gpu_upload(g, dst, host, n * sizeof(float));
   uint16_t *tmp = malloc(n * sizeof *tmp);

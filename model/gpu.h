@@ -119,6 +119,12 @@ static inline pai_colmajor_gemm pai_gemm_colmajor(const pai_gemm *p) {
 int pai_gpu_upload_typed(pai_gpu *g, void *dst, const float *host, size_t n, pai_dtype dt) PAI_WUR;
 void *pai_gpu_put(pai_gpu *g, const float *host, size_t n, pai_dtype dt, const char *what);
 
+/* The same product with the plain kernel pai_k_gemm_plain (model/gpu_kernels.h): the runtimes'
+ * fallback where the dense-layer library has no algorithm, and everywhere when the environment
+ * sets PAI_GPU_PLAIN_GEMM=1 (a cross-check; slow). */
+int pai_gemm_plain(pai_gpu *g, const pai_gemm *p) PAI_WUR;
+int pai_gemm_plain_forced(void);
+
 /* Checks a pai_gemm's shapes and types before either implementation runs it. */
 int pai_gemm_check(const pai_gemm *p) PAI_WUR;
 

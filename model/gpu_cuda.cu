@@ -86,7 +86,7 @@ static int lt_fail(cublasStatus_t s, const char *what, const char *where) {
 typedef struct {
   int m, n, k, trans_first, trans_second, ab_type, c_type, epilogue, accumulate;
   int64_t ld_first, ld_second, ld_d;
-  uint32_t align[4];
+  uint32_t align[4], bias_align;
 } algo_key;
 
 struct pai_gpu {
@@ -98,14 +98,20 @@ struct pai_gpu {
   size_t now, peak;
   struct { void *p; size_t bytes; } *allocs;
   int n_allocs, cap_allocs;
-  struct { algo_key key; cublasLtMatmulAlgo_t algo; } cache[ALGO_CACHE];
+  struct { algo_key key; cublasLtMatmulAlgo_t algo; int ok; } cache[ALGO_CACHE];
   int n_cache;
 };
 
+/* Why the last count found no device, when it was not simply that none is there (an old
+ * driver for this CUDA runtime, say). */
+static cudaError_t count_error = cudaSuccess;
+
 extern "C" int pai_gpu_count(void) {
   int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();   /* no driver or no device: clear the error */
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();   /* clear the error */
+    count_error = e == cudaErrorNoDevice ? cudaSuccess : e;
     return 0;
   }
   return n;
@@ -115,15 +121,18 @@ extern "C" void pai_gpu_info(char *out, size_t n) {
   int rt = 0, drv = 0;
   cudaRuntimeGetVersion(&rt);
   if (cudaDriverGetVersion(&drv) != cudaSuccess) cudaGetLastError();
-  snprintf(out, n, "CUDA runtime %d (built with %d), driver %d, cuBLASLt %d (headers), %d GPU(s)",
-           rt, CUDART_VERSION, drv, CUBLAS_VERSION, pai_gpu_count());
+  const int count = pai_gpu_count();
+  snprintf(out, n, "CUDA runtime %d (built with %d), driver %d, cuBLASLt %d (headers), %d GPU(s)%s%s",
+           rt, CUDART_VERSION, drv, CUBLAS_VERSION, count, count_error ? ": " : "",
+           count_error ? cudaGetErrorString(count_error) : "");
 }
 
 extern "C" int pai_gpu_open(pai_gpu **out, int index) {
   *out = NULL;
   const int count = pai_gpu_count();
   if (count == 0) {
-    PAI_ERR("no GPU visible (CUDA found no device; check the driver and CUDA_VISIBLE_DEVICES)");
+    PAI_ERR("no GPU visible (%s; check the driver and CUDA_VISIBLE_DEVICES)",
+            count_error ? cudaGetErrorString(count_error) : "CUDA found no device");
     return PAI_ERR_USAGE;
   }
   PAI_TRY(lt_load());
@@ -289,45 +298,77 @@ static int problem_init(lt_problem *pr, const pai_gemm *p, const pai_colmajor_ge
   return 0;
 }
 
-static int find_algo(pai_gpu *g, const lt_problem *pr, const algo_key *key,
-                     cublasLtMatmulAlgo_t *algo) {
-  for (int i = 0; i < g->n_cache; i++)
-    if (!memcmp(&g->cache[i].key, key, sizeof *key)) {
-      *algo = g->cache[i].algo;
-      return 0;
-    }
+#define CANDIDATES 8
+
+/* Runs the product with the first of cuBLASLt's candidate algorithms that accepts it, and
+ * remembers which (or that none did: *ran = 0, and the caller uses the plain kernel). */
+static int lt_run(pai_gpu *g, const pai_gemm *p, const pai_colmajor_gemm *q, const algo_key *key,
+                  const lt_problem *pr, int *ran) {
+  const float alpha = 1.0f, beta = p->beta;
+  *ran = 0;
+  for (int i = 0; i < g->n_cache; i++) {
+    if (memcmp(&g->cache[i].key, key, sizeof *key)) continue;
+    if (!g->cache[i].ok) return 0;
+    LT(lt.cublasLtMatmul(g->lt, pr->desc, &alpha, q->first, pr->a, q->second, pr->b, &beta, p->c,
+                         pr->d, p->c, pr->d, &g->cache[i].algo, g->workspace, WORKSPACE_BYTES,
+                         g->stream),
+       "cublasLtMatmul");
+    *ran = 1;
+    return 0;
+  }
   cublasLtMatmulPreference_t pref;
   LT(lt.cublasLtMatmulPreferenceCreate(&pref), "matmul preference");
   const uint64_t ws = WORKSPACE_BYTES;
+  /* a bf16 output must not hold split-K partial sums: only reductions in the compute type */
+  const uint32_t reductions = key->c_type == PAI_BF16 ? CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE
+                                                      : CUBLASLT_REDUCTION_SCHEME_MASK;
   cublasStatus_t s = lt.cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+  if (s == CUBLAS_STATUS_SUCCESS)
+    s = lt.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                                                &reductions, sizeof reductions);
   const cublasLtMatmulPreferenceAttributes_t which[4] = {
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
   for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; i++)
     s = lt.cublasLtMatmulPreferenceSetAttribute(pref, which[i], &key->align[i],
                                                  sizeof key->align[i]);
-  cublasLtMatmulHeuristicResult_t res;
+  cublasLtMatmulHeuristicResult_t res[CANDIDATES];
   int found = 0;
   if (s == CUBLAS_STATUS_SUCCESS)
-    s = lt.cublasLtMatmulAlgoGetHeuristic(g->lt, pr->desc, pr->a, pr->b, pr->d, pr->d, pref, 1,
-                                          &res, &found);
+    s = lt.cublasLtMatmulAlgoGetHeuristic(g->lt, pr->desc, pr->a, pr->b, pr->d, pr->d, pref,
+                                          CANDIDATES, res, &found);
   lt.cublasLtMatmulPreferenceDestroy(pref);
-  if (s != CUBLAS_STATUS_SUCCESS) return lt_fail(s, "matmul heuristic", __func__);
-  if (found < 1) {
-    PAI_ERR("cuBLASLt has no algorithm for a %d x %d x %d %s product (epilogue %d)", key->m,
-            key->n, key->k, key->ab_type == PAI_BF16 ? "bf16" : "fp32", key->epilogue);
-    return PAI_ERR_RUNTIME;
-  }
-  *algo = res.algo;
-  const int slot = g->n_cache < ALGO_CACHE ? g->n_cache++ : (int)(key->m % ALGO_CACHE);
+  /* no algorithm comes back as NOT_SUPPORTED (or INVALID_VALUE for some 1-wide shapes) */
+  if (s != CUBLAS_STATUS_SUCCESS && s != CUBLAS_STATUS_NOT_SUPPORTED &&
+      s != CUBLAS_STATUS_INVALID_VALUE)
+    return lt_fail(s, "matmul heuristic", __func__);
+  const int slot = g->n_cache < ALGO_CACHE ? g->n_cache++ : (int)((unsigned)key->m % ALGO_CACHE);
   g->cache[slot].key = *key;
-  g->cache[slot].algo = res.algo;
+  g->cache[slot].ok = 0;
+  for (int i = 0; s == CUBLAS_STATUS_SUCCESS && i < found; i++) {
+    if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    const cublasStatus_t r =
+        lt.cublasLtMatmul(g->lt, pr->desc, &alpha, q->first, pr->a, q->second, pr->b, &beta,
+                          p->c, pr->d, p->c, pr->d, &res[i].algo, g->workspace, WORKSPACE_BYTES,
+                          g->stream);
+    if (r == CUBLAS_STATUS_NOT_SUPPORTED || r == CUBLAS_STATUS_INVALID_VALUE) continue;
+    if (r != CUBLAS_STATUS_SUCCESS) return lt_fail(r, "cublasLtMatmul", __func__);
+    g->cache[slot].algo = res[i].algo;
+    g->cache[slot].ok = 1;
+    *ran = 1;
+    return 0;
+  }
+  PAI_WARN("cuBLASLt has no algorithm for a %d x %d x %d %s product (epilogue %d, alignments "
+           "%u %u %u): using the plain kernel for it",
+           key->m, key->n, key->k, key->ab_type == PAI_BF16 ? "bf16" : "fp32", key->epilogue,
+           key->align[0], key->align[1], key->align[3]);
   return 0;
 }
 
 extern "C" int pai_gpu_gemm(pai_gpu *g, const pai_gemm *p) {
   PAI_TRY(pai_gemm_check(p));
+  if (pai_gemm_plain_forced()) return pai_gemm_plain(g, p);
   const pai_colmajor_gemm q = pai_gemm_colmajor(p);
   const uint32_t epilogue = p->bias ? (p->relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
                                     : (p->relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
@@ -349,23 +390,14 @@ extern "C" int pai_gpu_gemm(pai_gpu *g, const pai_gemm *p) {
   key.align[0] = alignment(q.first, q.ld_first, ab);
   key.align[1] = alignment(q.second, q.ld_second, ab);
   key.align[2] = key.align[3] = alignment(p->c, q.ld_d, c);
-  if (p->bias) {   /* the bias's alignment counts too: fold it into D's */
-    const uint32_t bias_al = alignment(p->bias, 0, c);
-    if (bias_al < key.align[3]) key.align[2] = key.align[3] = bias_al;
-  }
+  /* the heuristic reads the bias pointer itself, so its alignment is part of the problem */
+  key.bias_align = p->bias ? alignment(p->bias, 0, c) : 0;
 
   lt_problem pr;
-  int rc = problem_init(&pr, p, &q, epilogue);
-  cublasLtMatmulAlgo_t algo;
-  if (rc == 0) rc = find_algo(g, &pr, &key, &algo);
-  if (rc == 0) {
-    const float alpha = 1.0f, beta = p->beta;
-    cublasStatus_t s = lt.cublasLtMatmul(g->lt, pr.desc, &alpha, q.first, pr.a, q.second, pr.b,
-                                         &beta, p->c, pr.d, p->c, pr.d, &algo, g->workspace,
-                                         WORKSPACE_BYTES, g->stream);
-    if (s != CUBLAS_STATUS_SUCCESS) rc = lt_fail(s, "cublasLtMatmul", __func__);
-  }
+  int ran = 0, rc = problem_init(&pr, p, &q, epilogue);
+  if (rc == 0) rc = lt_run(g, p, &q, &key, &pr, &ran);
   problem_free(&pr);
+  if (rc == 0 && !ran) rc = pai_gemm_plain(g, p);
   return rc;
 }
 

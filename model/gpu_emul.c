@@ -125,8 +125,8 @@ static float op_at(const void *x, pai_dtype t, int64_t ld, int trans, int64_t r,
 }
 
 int pai_gpu_gemm(pai_gpu *g, const pai_gemm *p) {
-  (void)g;
   PAI_TRY(pai_gemm_check(p));
+  if (pai_gemm_plain_forced()) return pai_gemm_plain(g, p);
   const pai_colmajor_gemm q = pai_gemm_colmajor(p);
   /* the stored shapes must hold op's shape: cuBLASLt checks ld >= stored rows the same way */
   if (q.ld_first < q.first_rows || q.ld_second < q.second_rows || q.ld_d < q.m) {

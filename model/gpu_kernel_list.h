@@ -69,6 +69,10 @@
                       int D, int dil),                                                          \
     (m, x, ws, bfull, rows, D, dil))                                                               \
   X(rowsum_part, (double *part, const float *a, int64_t W, int64_t n_chunks, int64_t chunk),    \
-    (part, a, W, n_chunks, chunk))
+    (part, a, W, n_chunks, chunk))                                                              \
+  X(gemm_plain, (int M, int N, int K, int trans_a, int trans_b, int ab_bf16, int c_bf16,        \
+                 const void *a, int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc,  \
+                 const void *bias, int relu, float beta),                                       \
+    (M, N, K, trans_a, trans_b, ab_bf16, c_bf16, a, lda, b, ldb, c, ldc, bias, relu, beta))
 
 #endif

@@ -356,4 +356,25 @@ PAI_DEV void pai_k_rowsum_part(int64_t i, double *part, const float *a, int64_t 
   part[i] = s;
 }
 
+/* ---- a plain dense product (model/gpu.h pai_gemm's row-major semantics), one output element
+ * per call: the fallback where cuBLASLt has no algorithm for a problem (a 1-wide matrix, an odd
+ * leading dimension in bf16), and a cross-check of the cuBLASLt path (PAI_GPU_PLAIN_GEMM=1).
+ * Elements: M x N. */
+PAI_DEV void pai_k_gemm_plain(int64_t i, int M, int N, int K, int trans_a, int trans_b,
+                              int ab_bf16, int c_bf16, const void *a, int64_t lda, const void *b,
+                              int64_t ldb, void *c, int64_t ldc, const void *bias, int relu,
+                              float beta) {
+  (void)M;
+  const int64_t m = i / N, n = i % N;
+  float acc = 0.0f;
+  for (int64_t k = 0; k < K; k++)
+    acc += pai_k_load(a, ab_bf16, trans_a ? k * lda + m : m * lda + k) *
+           pai_k_load(b, ab_bf16, trans_b ? n * ldb + k : k * ldb + n);
+  const int64_t at = m * ldc + n;
+  if (beta != 0.0f) acc += beta * pai_k_load(c, c_bf16, at);
+  if (bias) acc += pai_k_load(bias, c_bf16, n);
+  if (relu) acc = pai_k_relu(acc);
+  pai_k_store(c, c_bf16, at, acc);
+}
+
 #endif

@@ -355,12 +355,12 @@ done:
     free(slot[k].y);
     free(slot[k].scratch);
   }
+  pai_comm_free(&comm_nccl);   /* before the GPU it runs on */
   pai_trainer_free(&tr);
   pai_sampler_free(&smp);
   for (int j = 0; j < n_sets; j++) pai_dataset_close(&sets[j]);
   if (have_val) pai_dataset_close(&sets[n_heads]);
   pai_params_free(&G);
-  pai_comm_free(&comm_nccl);
   pai_comm_free(&comm);
   pai_model_free(&model);
   free(adam_m);

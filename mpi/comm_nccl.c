@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <mpi.h>
 #include <nccl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -25,6 +26,8 @@ static struct {
   ncclResult_t (*CommDestroy)(ncclComm_t);
   const char *(*GetErrorString)(ncclResult_t);
   ncclResult_t (*GetVersion)(int *);
+  ncclResult_t (*CommGetAsyncError)(ncclComm_t, ncclResult_t *);
+  ncclResult_t (*CommAbort)(ncclComm_t);
 } nc;
 
 static int nccl_load(void) {
@@ -45,8 +48,10 @@ static int nccl_load(void) {
   *(void **)&nc.CommDestroy = dlsym(lib, "ncclCommDestroy");
   *(void **)&nc.GetErrorString = dlsym(lib, "ncclGetErrorString");
   *(void **)&nc.GetVersion = dlsym(lib, "ncclGetVersion");
+  *(void **)&nc.CommGetAsyncError = dlsym(lib, "ncclCommGetAsyncError");
+  *(void **)&nc.CommAbort = dlsym(lib, "ncclCommAbort");
   if (!nc.GetUniqueId || !nc.CommInitRank || !nc.AllReduce || !nc.CommDestroy ||
-      !nc.GetErrorString || !nc.GetVersion) {
+      !nc.GetErrorString || !nc.GetVersion || !nc.CommGetAsyncError || !nc.CommAbort) {
     PAI_ERR("%s lacks an NCCL function this build uses", name);
     dlclose(lib);
     return PAI_ERR_RUNTIME;
@@ -62,12 +67,30 @@ typedef struct {
 
 static int allreduce(pai_comm *c, void *buf, size_t n, ncclDataType_t type, const char *what) {
   nccl_impl *im = c->impl;
+  if (!im->comm) {
+    PAI_ERR("NCCL sum after the communicator was aborted");
+    return PAI_ERR_RUNTIME;
+  }
   ncclResult_t r = nc.AllReduce(buf, buf, n, type, ncclSum, im->comm, im->stream);
   if (r != ncclSuccess) {
     PAI_ERR("ncclAllReduce of %zu %s values: %s", n, what, nc.GetErrorString(r));
     return PAI_ERR_RUNTIME;
   }
-  cudaError_t e = cudaStreamSynchronize(im->stream);
+  /* Wait for the sum, watching NCCL's asynchronous errors: a failed peer would otherwise leave
+   * this rank waiting on the stream forever. On one, the communicator is aborted. */
+  cudaError_t e;
+  while ((e = cudaStreamQuery(im->stream)) == cudaErrorNotReady) {
+    ncclResult_t ar = ncclSuccess;
+    if (nc.CommGetAsyncError(im->comm, &ar) != ncclSuccess ||
+        (ar != ncclSuccess && ar != ncclInProgress)) {
+      PAI_ERR("ncclAllReduce of %zu %s values: %s; aborting the communicator", n, what,
+              nc.GetErrorString(ar));
+      nc.CommAbort(im->comm);
+      im->comm = NULL;
+      return PAI_ERR_RUNTIME;
+    }
+    sched_yield();
+  }
   if (e != cudaSuccess) {
     PAI_ERR("ncclAllReduce of %zu %s values: CUDA error %s", n, what, cudaGetErrorString(e));
     return PAI_ERR_RUNTIME;
@@ -96,6 +119,14 @@ int pai_comm_init_nccl(pai_comm *c, const pai_dist *d, void *stream) {
   nccl_impl *im = calloc(1, sizeof *im);
   int rc = im ? nccl_load() : PAI_ERR_NOMEM;
   if (!im) PAI_ERR("out of memory");
+  int gpus = 0;
+  if (rc == 0 && (cudaGetDeviceCount(&gpus) != cudaSuccess || gpus < d->local_size)) {
+    cudaGetLastError();
+    PAI_ERR("NCCL needs a GPU per rank: %d ranks on this node, %d GPU(s) visible (run fewer "
+            "ranks per node, or sum through MPI: --comm mpi)",
+            d->local_size, gpus);
+    rc = PAI_ERR_USAGE;
+  }
   ncclUniqueId id = {{0}};
   if (rc == 0 && d->rank == 0) {
     ncclResult_t r = nc.GetUniqueId(&id);

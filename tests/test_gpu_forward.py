@@ -5,7 +5,8 @@ compares every head output with the float64 reference of REFERENCE.md section 2,
   1. emulated: `pmodel_emul` links the host emulation of the GPU runtime (model/gpu_emul.c), so
      the backend's code above model/gpu.h (buffers, row ranges, the dense layers' shapes,
      transposes and leading dimensions as cuBLASLt would read them, bf16 rounding) runs on any
-     machine. Always run.
+     machine. Always run; once more with PAI_GPU_PLAIN_GEMM=1, through the plain dense kernel
+     the runtimes fall back on where cuBLASLt has no algorithm.
   2. on a GPU: the real `pmodel` with CUDA, cuBLASLt and the kernels. Skipped, with a message,
      when no GPU is visible.
 Each in fp32 and bf16 precision. Also checks that bf16 really differs from fp32 (the option is
@@ -73,6 +74,11 @@ def main():
         results = {}
         for precision in ("fp32", "bf16"):
             results[precision] = run_backend(ck, emul, tmp, "emulated", precision)
+        # the plain dense kernel (the runtimes' fallback where cuBLASLt has no algorithm)
+        os.environ["PAI_GPU_PLAIN_GEMM"] = "1"
+        for precision in ("fp32", "bf16"):
+            run_backend(ck, emul, tmp, "emulated plain gemm", precision)
+        del os.environ["PAI_GPU_PLAIN_GEMM"]
         diff = max(float(np.abs(a[j] - b[j]).max())
                    for a, b in zip(results["fp32"], results["bf16"]) for j in a if j in b)
         ck.check(diff > 0, f"emulated bf16 differs from fp32 (max difference {diff:.2e})")

@@ -9,7 +9,9 @@
 in two settings:
   1. emulated: `train_step_emul` links the host emulation of the GPU runtime (PAI_GPU_EMULATE=1),
      so the trainer's code above model/gpu.h is checked on any machine; the rank checks run with
-     --comm mpi (sums staged through host memory) and --comm nccl (the emulation's stand-in).
+     --comm mpi (sums staged through host memory) and --comm nccl (the emulation's stand-in); one
+     Part B case also runs through the plain dense kernel (PAI_GPU_PLAIN_GEMM=1), the runtimes'
+     fallback where cuBLASLt has no algorithm.
   2. on a GPU: the real `train_step` (CUDA, cuBLASLt, NCCL): Part B, NCCL with one rank and the
      MPI path with two ranks on one GPU. Skipped, with a message, when no GPU is visible.
 `pfinetune`'s learning check of tests/test_pfinetune.py (the frozen backbone's twin forward and
@@ -162,6 +164,15 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PAI_GPU_EMULATE"] = "1"
         part_b(ck, emul, tmp, "emulated fp32", ["--precision", "fp32"])
+        # the plain dense kernel (every transpose of the backward pass) on one case
+        os.environ["PAI_GPU_PLAIN_GEMM"] = "1"
+        TG.EXTRA_ARGS = ["--device", "cuda", "--precision", "fp32"]
+        sub = os.path.join(tmp, "plain_gemm")
+        case = ("n8_d16_plain_gemm",) + tuple(TG.CASES[2][1:])
+        os.makedirs(os.path.join(sub, case[0]))
+        TG.run_case(ck, emul, sub, case, seed=3)
+        TG.EXTRA_ARGS = []
+        del os.environ["PAI_GPU_PLAIN_GEMM"]
         ranks(ck, emul, "emulated, comm mpi", ["--precision", "fp32", "--comm", "mpi"])
         ranks(ck, emul, "emulated, comm nccl", ["--precision", "fp32", "--comm", "nccl"])
         bf16_case(ck, emul, tmp, "emulated")

@@ -162,8 +162,8 @@ static int run(const pai_dist *dist, const char *model_folder, const char *batch
   }
   if (dist->rank == 0) PAI_CHECK(write_out(out_path, loss1, &model.params, grad1, m, v, step));
 fail:
+  pai_comm_free(&comm_nccl);   /* before the GPU it runs on */
   pai_trainer_free(&tr);
-  pai_comm_free(&comm_nccl);
   pai_comm_free(&comm);
   free(m);
   free(v);
