@@ -28,3 +28,11 @@ int pai_opts_parse_ranks(const pai_dist *d, pai_opt *opts, int n_opts, const cha
   if (agreed < 0 && rc >= 0) PAI_ERR("the command line failed on another rank (see rank 0)");
   return agreed < 0 ? agreed : rc;
 }
+
+int pai_backend_select_ranks(const pai_dist *d, const char *device, const char *precision,
+                             pai_backend *out) {
+  if (d->rank != 0) pai_log_set_mute(1);
+  const int rc = pai_backend_select(device, precision, 1, d->local_rank, out);
+  pai_log_set_mute(0);
+  return rc;
+}

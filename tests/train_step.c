@@ -21,6 +21,7 @@
 #include "model/optim.h"
 #include "model/options.h"
 #include "model/train.h"
+#include "mpi/cli.h"
 #include "mpi/comm.h"
 #include "mpi/dist.h"
 #include "mpi/log.h"
@@ -200,9 +201,9 @@ int main(int argc, char **argv) {
   if (d.rank != 0) pai_log_set_mute(1);
   int rc = pai_opts_parse(opts, sizeof opts / sizeof opts[0], "train_step", "train_step",
                           "Test driver: training steps on one batch.", argc, argv);
-  pai_backend be = PAI_BACKEND_CPU;
-  if (rc == 0) rc = pai_backend_select(device, precision, 1, d.local_rank, &be);
   pai_log_set_mute(0);
+  pai_backend be = PAI_BACKEND_CPU;
+  if (rc == 0) rc = pai_backend_select_ranks(&d, device, precision, &be);
   if (rc == 0) {
     pai_set_threads(threads);
     rc = run(&d, model, batch_path, state, out, lr, wd, clipnorm, steps, &be,

@@ -40,11 +40,7 @@ int main(int argc, char **argv) {
                                 argc, argv);
   pai_log_set_quiet(quiet);
   pai_backend be = PAI_BACKEND_CPU;
-  if (rc == 0) {
-    if (d.rank != 0) pai_log_set_mute(1);
-    rc = pai_backend_select(device, precision, 1, d.local_rank, &be);
-    pai_log_set_mute(0);
-  }
+  if (rc == 0) rc = pai_backend_select_ranks(&d, device, precision, &be);
   if (rc == 0) {
     pai_set_threads(threads);
     pai_precompute_opts o = {.tss_file = tss_file, .fasta_file = fasta_file, .out = out,

@@ -55,14 +55,10 @@ int main(int argc, char **argv) {
                                 argc, argv);
   pai_log_set_quiet(quiet);
   pai_backend be = PAI_BACKEND_CPU;
-  if (rc == 0) {
-    if (d.rank != 0) pai_log_set_mute(1);
-    rc = pai_backend_select(device, precision, 1, d.local_rank, &be);
-    if (rc == 0 && strcmp(comm, "nccl") && strcmp(comm, "mpi")) {
-      PAI_ERR("--comm: '%s' is not one of nccl, mpi", comm);
-      rc = PAI_ERR_USAGE;
-    }
-    pai_log_set_mute(0);
+  if (rc == 0) rc = pai_backend_select_ranks(&d, device, precision, &be);
+  if (rc == 0 && strcmp(comm, "nccl") && strcmp(comm, "mpi")) {
+    if (d.rank == 0) PAI_ERR("--comm: '%s' is not one of nccl, mpi", comm);
+    rc = PAI_ERR_USAGE;
   }
   if (rc == 0) {
     pai_set_threads(threads);
