@@ -73,6 +73,11 @@
   X(gemm_plain, (int M, int N, int K, int trans_a, int trans_b, int ab_bf16, int c_bf16,        \
                  const void *a, int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc,  \
                  const void *bias, int relu, float beta),                                       \
-    (M, N, K, trans_a, trans_b, ab_bf16, c_bf16, a, lda, b, ldb, c, ldc, bias, relu, beta))
+    (M, N, K, trans_a, trans_b, ab_bf16, c_bf16, a, lda, b, ldb, c, ldc, bias, relu, beta))    \
+  X(sumsq_part, (double *part, const float *grad, int64_t count, int64_t chunk),                \
+    (part, grad, count, chunk))                                                                 \
+  X(adamw, (float *w, float *m, float *v, const float *grad, double clip, double decay,         \
+            double alpha, double beta1, double beta2, double eps),                              \
+    (w, m, v, grad, clip, decay, alpha, beta1, beta2, eps))
 
 #endif

@@ -377,4 +377,25 @@ PAI_DEV void pai_k_gemm_plain(int64_t i, int M, int N, int K, int trans_a, int t
   pai_k_store(c, c_bf16, at, acc);
 }
 
+/* ---- AdamW (model/optim.h) on the GPU ------------------------------------------------------- */
+
+/* Chunk sums of squares of g (n values): part[ch], in double. Elements: n_chunks. */
+PAI_DEV void pai_k_sumsq_part(int64_t i, double *part, const float *g, int64_t n, int64_t chunk) {
+  const int64_t e1 = (i + 1) * chunk < n ? (i + 1) * chunk : n;
+  double s = 0;
+  for (int64_t e = i * chunk; e < e1; e++) s += (double)g[e] * g[e];
+  part[i] = s;
+}
+
+/* One element of model/optim.c's pai_adamw_step, in the same double arithmetic. */
+PAI_DEV void pai_k_adamw(int64_t i, float *w, float *m, float *v, const float *g, double clip,
+                         double decay, double alpha, double beta1, double beta2, double eps) {
+  const double ge = g[i] * clip;
+  const double me = m[i] + (1.0 - beta1) * (ge - m[i]);
+  const double ve = v[i] + (1.0 - beta2) * (ge * ge - v[i]);
+  m[i] = (float)me;
+  v[i] = (float)ve;
+  w[i] = (float)(w[i] * decay - alpha * me / (sqrt(ve) + eps));
+}
+
 #endif

@@ -110,6 +110,17 @@ int pai_trainer_init_backend(pai_trainer *t, const pai_config *cfg, int max_batc
   return rc;
 }
 
+int pai_trainer_step(pai_trainer *t, const pai_adamw *o, pai_params *P, const pai_params *grad,
+                     float *m, float *v, int64_t step) {
+  if (t->gpu) return pai_trainer_gpu_step(t, o, P, m, v, step);
+  pai_adamw_step(o, P, grad->data, m, v, step, NULL);
+  return 0;
+}
+
+int pai_trainer_sync(pai_trainer *t, pai_params *P, float *m, float *v) {
+  return t->gpu ? pai_trainer_gpu_sync(t, P, m, v) : 0;
+}
+
 void pai_trainer_free(pai_trainer *t) {
   pai_trainer_gpu_free(t);
   free(t->act);

@@ -25,6 +25,7 @@
 #include "model/arena.h"
 #include "model/backend.h"
 #include "model/model.h"
+#include "model/optim.h"
 #include "mpi/comm.h"
 
 #define PAI_BN_MOMENTUM 0.99   /* moving = momentum * moving + (1 - momentum) * batch */
@@ -42,6 +43,9 @@ typedef struct {
   pai_config cfg;
   int max_batch;
   struct pai_trainer_gpu *gpu;   /* non-NULL: the step runs on the GPU (model/train_gpu.c) */
+  int grad_stays_on_gpu;         /* cuda, set by the caller: pai_trainer_grad leaves the summed
+                                  * gradient on the GPU for pai_trainer_step and does not write
+                                  * grad or P's moving statistics on the host (see sync below) */
   pai_comm *comm;
   int n_threads;          /* OpenMP threads the per-thread partials were sized for */
   pai_arena arena;
@@ -70,11 +74,23 @@ int pai_trainer_init_backend(pai_trainer *t, const pai_config *cfg, int max_batc
                              const pai_backend *backend) PAI_WUR;
 void pai_trainer_free(pai_trainer *t);
 
+/* The optimizer step after pai_trainer_grad, on the trainer's device: the CPU trainer runs
+ * pai_adamw_step(o, P, grad->data, m, v, step, NULL); the GPU trainer runs the same update on
+ * the GPU and then keeps P, m and v there: the next grad and step use the GPU's copies, and the
+ * host's P, m and v are out of date until pai_trainer_sync copies them back (before saving or
+ * validating). m and v are read from the host at the first GPU step. */
+int pai_trainer_step(pai_trainer *t, const pai_adamw *o, pai_params *P, const pai_params *grad,
+                     float *m, float *v, int64_t step) PAI_WUR;
+int pai_trainer_sync(pai_trainer *t, pai_params *P, float *m, float *v) PAI_WUR;
+
 /* The GPU side (model/train_gpu.c), called by the functions of this header. */
 int pai_trainer_gpu_init(pai_trainer *t, const pai_backend *backend) PAI_WUR;
 int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, const float *y,
                          int B, int head, int global_B, pai_params *grad, double *loss) PAI_WUR;
 void pai_trainer_gpu_free(pai_trainer *t);
+int pai_trainer_gpu_step(pai_trainer *t, const pai_adamw *o, pai_params *P, float *m, float *v,
+                         int64_t step) PAI_WUR;
+int pai_trainer_gpu_sync(pai_trainer *t, pai_params *P, float *m, float *v) PAI_WUR;
 /* The GPU trainer's stream, for pai_comm_init_nccl; the caller may then point t->comm at that
  * communicator. */
 void *pai_trainer_gpu_stream(pai_trainer *t);

@@ -11,6 +11,7 @@
  * layer, the gradients fed to the products, the weights' copies) and every product accumulates
  * in float32; the residual stream, batch norm, the depthwise conv, the heads' outputs, the loss
  * and all gradients stay float32. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,7 +42,13 @@ struct pai_trainer_gpu {
   float *coef;           /* (3 D) */
   double *host_sums;     /* width: staging for an MPI communicator */
   size_t width, n_params;
+  float *m, *v;          /* AdamW moments (pai_trainer_gpu_step) */
+  double *opt_part, *opt_host;   /* per-tensor chunk sums of squares, and their host copy */
+  int64_t opt_parts;
+  int resident;          /* 1: the GPU's P, m, v are the current ones (after a GPU step) */
 };
+
+#define OPT_CHUNK 65536   /* gradient values per partial sum of squares */
 
 /* 1 when t->comm sums device buffers (NCCL), 0 when it sums host buffers (MPI). */
 static int comm_on_device(const pai_trainer *t) { return !strncmp(t->comm->name, "nccl", 4); }
@@ -74,6 +81,7 @@ void pai_trainer_gpu_free(pai_trainer *t) {
   free(s->hid);
   free(s->head_relu);
   free(s->host_sums);
+  free(s->opt_host);
   free(s);
   t->gpu = NULL;
 }
@@ -249,7 +257,7 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
             s->n_params);
     return PAI_ERR_USAGE;
   }
-  PAI_TRY(pai_gpu_upload(g, s->P, P->data, P->n_floats * sizeof(float)));
+  if (!s->resident) PAI_TRY(pai_gpu_upload(g, s->P, P->data, P->n_floats * sizeof(float)));
   if (bf) PAI_TRY(pai_gpu_cast(g, (int64_t)P->n_floats, s->P16, 1, s->P));
   PAI_TRY(pai_gpu_memset0(g, s->G, P->n_floats * sizeof(float)));
   PAI_TRY(pai_gpu_upload(g, s->codes, codes, (size_t)rows));
@@ -411,10 +419,20 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
                                    dev_g(t, Gh, Gh->stem.bias), s->sums, D));
   }
 
-  /* the gradient summed over the ranks, and the moving statistics, back to the host */
-  if (comm_on_device(t)) PAI_TRY(pai_comm_sum_f32(t->comm, s->G, Gh->n_floats));
-  PAI_TRY(pai_gpu_download(g, Gh->data, s->G, Gh->n_floats * sizeof(float)));
-  if (!comm_on_device(t)) PAI_TRY(pai_comm_sum_f32(t->comm, Gh->data, Gh->n_floats));
+  /* the gradient summed over the ranks; it and the moving statistics back to the host unless
+   * the caller keeps them on the GPU for pai_trainer_step */
+  const size_t gbytes = Gh->n_floats * sizeof(float);
+  if (comm_on_device(t)) {
+    PAI_TRY(pai_comm_sum_f32(t->comm, s->G, Gh->n_floats));
+    if (t->grad_stays_on_gpu) return 0;
+    PAI_TRY(pai_gpu_download(g, Gh->data, s->G, gbytes));
+  } else {
+    PAI_TRY(pai_gpu_download(g, Gh->data, s->G, gbytes));
+    PAI_TRY(pai_comm_sum_f32(t->comm, Gh->data, Gh->n_floats));
+    /* the GPU's optimizer step reads the sum from the GPU */
+    if (t->comm->size > 1) PAI_TRY(pai_gpu_upload(g, s->G, Gh->data, gbytes));
+    if (t->grad_stays_on_gpu) return 0;
+  }
   for (int i = 0; i < N; i++) {
     pai_block_params *bp = &P->blocks[i];
     float *moving[4] = {bp->bn1_mean, bp->bn1_var, bp->bn2_mean, bp->bn2_var};
@@ -422,4 +440,70 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
       PAI_TRY(pai_gpu_download(g, moving[q], dev_p(t, P, moving[q]), (size_t)D * sizeof(float)));
   }
   return 0;
+}
+
+/* ---- the optimizer ------------------------------------------------------------------------------ */
+
+int pai_trainer_gpu_step(pai_trainer *t, const pai_adamw *o, pai_params *P, float *m, float *v,
+                         int64_t step) {
+  struct pai_trainer_gpu *s = t->gpu;
+  pai_gpu *g = s->g;
+  const size_t bytes = s->n_params * sizeof(float);
+  if (!s->m) {
+    s->opt_parts = 0;
+    for (int ti = 0; ti < P->n_tensors; ti++)
+      if (P->tensors[ti].trainable)
+        s->opt_parts += ((int64_t)P->tensors[ti].n_elems + OPT_CHUNK - 1) / OPT_CHUNK;
+    s->m = pai_gpu_alloc(g, bytes, "AdamW moments");
+    s->v = s->m ? pai_gpu_alloc(g, bytes, "AdamW moments") : NULL;
+    s->opt_part = s->v ? pai_gpu_alloc(g, (size_t)(s->opt_parts + 1) * sizeof(double), "norms")
+                       : NULL;
+    s->opt_host = malloc((size_t)(s->opt_parts + 1) * sizeof(double));
+    if (!s->opt_part || !s->opt_host) {
+      if (!s->opt_host) PAI_ERR("out of memory");
+      return PAI_ERR_NOMEM;
+    }
+  }
+  if (!s->resident) {
+    PAI_TRY(pai_gpu_upload(g, s->m, m, bytes));
+    PAI_TRY(pai_gpu_upload(g, s->v, v, bytes));
+  }
+  /* every tensor's chunk sums of squares, one copy back, the clip factors on the host */
+  int64_t at = 0;
+  for (int ti = 0; ti < P->n_tensors; ti++) {
+    const pai_tensor *tn = &P->tensors[ti];
+    if (!tn->trainable) continue;
+    const int64_t n = (int64_t)tn->n_elems, n_ch = (n + OPT_CHUNK - 1) / OPT_CHUNK;
+    PAI_TRY(pai_gpu_sumsq_part(g, n_ch, s->opt_part + at, s->G + tn->offset, n, OPT_CHUNK));
+    at += n_ch;
+  }
+  PAI_TRY(pai_gpu_download(g, s->opt_host, s->opt_part, (size_t)at * sizeof(double)));
+  const double tt = (double)step + 1.0;
+  const double alpha = o->lr * sqrt(1.0 - pow(o->beta2, tt)) / (1.0 - pow(o->beta1, tt));
+  const double decay = 1.0 - o->lr * o->wd;
+  at = 0;
+  for (int ti = 0; ti < P->n_tensors; ti++) {
+    const pai_tensor *tn = &P->tensors[ti];
+    if (!tn->trainable) continue;
+    const int64_t n = (int64_t)tn->n_elems, n_ch = (n + OPT_CHUNK - 1) / OPT_CHUNK;
+    double sq = 0;
+    for (int64_t ch = 0; ch < n_ch; ch++) sq += s->opt_host[at + ch];
+    at += n_ch;
+    const double norm = sqrt(sq);
+    const double clip = o->clipnorm > 0 && norm > o->clipnorm ? o->clipnorm / norm : 1.0;
+    const size_t off = tn->offset;
+    PAI_TRY(pai_gpu_adamw(g, n, s->P + off, s->m + off, s->v + off, s->G + off, clip, decay,
+                          alpha, o->beta1, o->beta2, o->eps));
+  }
+  s->resident = 1;
+  return 0;
+}
+
+int pai_trainer_gpu_sync(pai_trainer *t, pai_params *P, float *m, float *v) {
+  struct pai_trainer_gpu *s = t->gpu;
+  if (!s->resident) return 0;
+  const size_t bytes = s->n_params * sizeof(float);
+  PAI_TRY(pai_gpu_download(s->g, P->data, s->P, bytes));
+  PAI_TRY(pai_gpu_download(s->g, m, s->m, bytes));
+  return pai_gpu_download(s->g, v, s->v, bytes);
 }

@@ -255,6 +255,7 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
   rc = pai_trainer_init_backend(&tr, &model.cfg, local, &comm, &o->backend);
   rc = pai_dist_agree(d, rc);
   if (rc < 0) goto done;
+  tr.grad_stays_on_gpu = 1;   /* the optimizer runs where the gradient is (pai_trainer_step) */
   if (o->backend.device == PAI_DEVICE_CUDA && o->nccl && d->size > 1) {
     /* gradients and batch-norm sums go GPU to GPU; validation keeps the MPI sums (host) */
     PAI_CHECK(pai_comm_init_nccl(&comm_nccl, d, pai_trainer_gpu_stream(&tr)));
@@ -323,12 +324,16 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
                               o->batch_size, &G, &loss);
       rc = pai_dist_agree(d, rc);
       if (rc < 0) goto done;
-      pai_adamw_step(&opt, &model.params, G.data, adam_m, adam_v, prog.step, NULL);
+      rc = pai_dist_agree(d, pai_trainer_step(&tr, &opt, &model.params, &G, adam_m, adam_v,
+                                              prog.step));
+      if (rc < 0) goto done;
       prog.step++;
       pai_meter_step(&meter, d->rank, e, o->epochs, s, spe, o->log_every, o->batch_size,
                      "samples", loss);
     }
     double val_loss = NAN;
+    /* the GPU trainer's parameters and moments back to the host, to validate and save */
+    PAI_CHECK(pai_dist_agree(d, pai_trainer_sync(&tr, &model.params, adam_m, adam_v)));
     PAI_CHECK(validate(d, &comm, &model, &sets[n_heads], local, slot[0].x, slot[0].y,
                        slot[0].scratch, &o->backend, &val_loss));
     const pai_epoch_log row = {.loss = meter.loss_sum / (double)spe, .val_loss = val_loss,

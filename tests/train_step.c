@@ -159,8 +159,9 @@ static int run(const pai_dist *dist, const char *model_folder, const char *batch
       loss1 = loss;
       memcpy(grad1, G.data, n * sizeof *grad1);
     }
-    pai_adamw_step(&opt, &model.params, G.data, m, v, step++, NULL);
+    PAI_CHECK(pai_trainer_step(&tr, &opt, &model.params, &G, m, v, step++));
   }
+  PAI_CHECK(pai_trainer_sync(&tr, &model.params, m, v));
   if (dist->rank == 0) PAI_CHECK(write_out(out_path, loss1, &model.params, grad1, m, v, step));
 fail:
   pai_comm_free(&comm_nccl);   /* before the GPU it runs on */
