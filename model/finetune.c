@@ -452,6 +452,7 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
           (rc = pai_comm_sum_f64(&comm, &local_loss, 1)) < 0)
         break;
       pai_adamw_step(&opt, &c.model.params, G.data, adam_m, adam_v, prog.step, c.mask);
+      if ((rc = pai_infer_heads_changed(&c.inf)) < 0) break;
       prog.step++;
       pai_meter_step(&meter, d->rank, e, o->epochs, s, spe, o->log_every, o->batch_size,
                      "variants", local_loss);

@@ -8,8 +8,8 @@
  * outs[j] is (B, O, T_j) float, written for each head j in the mask (others are not touched).
  * The activation arena is sized once, in init, for max_batch sequences of the model's L.
  * With a cuda backend the weights and activations live on the GPU (model/forward_gpu.c);
- * codes and outs stay host buffers. The GPU copy of the backbone is taken in init; the heads'
- * projections are copied at every forward (fine-tuning changes them between calls).
+ * codes and outs stay host buffers. The GPU's copy of the weights is taken in init; a caller
+ * that changes the heads' projections afterwards (fine-tuning) calls pai_infer_heads_changed.
  *
  * Exactness: batch norm is applied in its inference form folded into neighbouring loops, and
  * only positions that feed the cropped output are computed. Both are exact up to float
@@ -63,6 +63,8 @@ int pai_infer_init(pai_infer *inf, const pai_model *model, int max_batch, unsign
                    const pai_backend *backend) PAI_WUR;
 int pai_infer_forward(pai_infer *inf, const uint8_t *codes, int B, float *const *outs) PAI_WUR;
 void pai_infer_free(pai_infer *inf);
+/* The model's head projections changed since init: the GPU copies them again (CPU: nothing). */
+int pai_infer_heads_changed(pai_infer *inf) PAI_WUR;
 
 /* A block's weights on the GPU, as the GPU forward and cone scorer read them (forward_gpu.c):
  * float32 except the dense layers' kernels and first bias, which are of type dt. */

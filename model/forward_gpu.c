@@ -190,14 +190,13 @@ int pai_infer_gpu_init(pai_infer *inf) {
       if (!s->proj_w[j * n_short + k] || !s->proj_b[j * n_short + k]) return PAI_ERR_NOMEM;
     }
   }
-  return pai_gpu_sync(g);
+  return pai_infer_heads_changed(inf);
 }
 
-/* The heads' projections, copied at every forward: fine-tuning changes them between calls
- * (model/finetune.c), and they are small next to the backbone, whose copy is taken at init. */
-static int upload_heads(const pai_infer *inf) {
+int pai_infer_heads_changed(pai_infer *inf) {
   const pai_config *c = &inf->model->cfg;
   struct pai_infer_gpu *s = inf->gpu;
+  if (!s) return 0;   /* the CPU forward reads the model's parameters directly */
   const int D = c->model_dim, n_short = pai_n_shortcuts(c);
   for (int j = 0; j < c->n_heads; j++) {
     if (!(inf->heads_mask & PAI_HEAD(j))) continue;
@@ -244,7 +243,6 @@ int pai_infer_gpu_forward(pai_infer *inf, const uint8_t *codes, int B, float *co
   pai_gpu *g = s->g;
   const int N = c->num_blocks, D = c->model_dim, L = c->input_length, O = c->output_length;
 
-  PAI_TRY(upload_heads(inf));
   PAI_TRY(pai_gpu_upload(g, s->codes, codes, (size_t)B * L));
   int rows = inf->hi[0] - inf->lo[0];
   PAI_TRY(pai_gpu_stem(g, (int64_t)B * rows * D, s->x, s->codes, s->stem_w, s->stem_b, D, L,
