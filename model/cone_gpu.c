@@ -31,6 +31,8 @@ struct pai_cone_gpu {
   float *hout;                        /* (max_head, T0) */
   float *gath, *x, *m;                /* (batch, max_in, D), (batch, max_out, D) x 2 */
   double *part, *host_part;           /* max_parts */
+  int *host_cb;                       /* (batch) */
+  double *host_alt_sum;               /* (batch) */
 };
 
 void pai_cone_gpu_free(pai_cone *cn) {
@@ -42,6 +44,8 @@ void pai_cone_gpu_free(pai_cone *cn) {
   free(s->proj_b);
   free(s->ref);
   free(s->host_part);
+  free(s->host_cb);
+  free(s->host_alt_sum);
   free(s);
   cn->gpu = NULL;
 }
@@ -74,7 +78,10 @@ int pai_cone_gpu_init(pai_cone *cn, const pai_backend *be) {
   s->proj_b = calloc((size_t)n_short, sizeof *s->proj_b);
   s->ref = calloc((size_t)N + 1, sizeof *s->ref);
   s->host_part = malloc((size_t)s->max_parts * sizeof *s->host_part);
-  if (!s->blk || !s->proj_w || !s->proj_b || !s->ref || !s->host_part) {
+  s->host_cb = malloc((size_t)cn->batch * sizeof *s->host_cb);
+  s->host_alt_sum = malloc((size_t)cn->batch * sizeof *s->host_alt_sum);
+  if (!s->blk || !s->proj_w || !s->proj_b || !s->ref || !s->host_part || !s->host_cb ||
+      !s->host_alt_sum) {
     PAI_ERR("out of memory");
     return PAI_ERR_NOMEM;
   }
@@ -169,15 +176,13 @@ int pai_cone_gpu_alts(pai_cone *cn, const int *k, const uint8_t *alt, int B, dou
   struct pai_cone_gpu *s = cn->gpu;
   const int N = c->num_blocks, D = c->model_dim, O = c->output_length, C = pai_crop(c);
   const int vi = cn->vi, w0 = C - vi;
-  int *cb = malloc((size_t)B * sizeof *cb);
-  double *alt_sum = malloc((size_t)B * sizeof *alt_sum);
-  int rc = cb && alt_sum ? 0 : PAI_ERR_NOMEM;
-  if (rc < 0) PAI_ERR("out of memory");
-  for (int b = 0; rc == 0 && b < B; b++) {
+  int *cb = s->host_cb;
+  double *alt_sum = s->host_alt_sum;
+  for (int b = 0; b < B; b++) {
     cb[b] = k[b] + vi;
     diff[b] = 0;
   }
-  if (rc == 0) rc = pai_gpu_upload(s->g, s->cb, cb, (size_t)B * sizeof *cb);
+  int rc = pai_gpu_upload(s->g, s->cb, cb, (size_t)B * sizeof *cb);
   if (rc == 0) rc = pai_gpu_upload(s->g, s->alt, alt, (size_t)B);
   /* layer 0: only the changed row differs */
   if (rc == 0)
@@ -208,7 +213,5 @@ int pai_cone_gpu_alts(pai_cone *cn, const int *k, const uint8_t *alt, int B, dou
     for (int b = 0; rc == 0 && b < B; b++)
       diff[b] += alt_sum[b] - (cum[cb[b] + hh - C] - cum[cb[b] + hl - C]);
   }
-  free(cb);
-  free(alt_sum);
   return rc;
 }

@@ -41,6 +41,8 @@ struct pai_trainer_gpu {
   double *part, *sums;   /* MAX_CHUNKS x width, width */
   float *coef;           /* (3 D) */
   double *host_sums;     /* width: staging for an MPI communicator */
+  float *host_scale;     /* (max_batch) each sample's loss-gradient factor (0: weight 0) */
+  double *host_loss;     /* (max_batch x MAX_CHUNKS) the loss's chunk sums */
   size_t width, n_params;
   float *m, *v;          /* AdamW moments (pai_trainer_gpu_step) */
   double *opt_part, *opt_host;   /* per-tensor chunk sums of squares, and their host copy */
@@ -81,6 +83,8 @@ void pai_trainer_gpu_free(pai_trainer *t) {
   free(s->hid);
   free(s->head_relu);
   free(s->host_sums);
+  free(s->host_scale);
+  free(s->host_loss);
   free(s->opt_host);
   free(s);
   t->gpu = NULL;
@@ -119,7 +123,10 @@ int pai_trainer_gpu_init(pai_trainer *t, const pai_backend *be) {
   s->hid = calloc((size_t)N, sizeof *s->hid);
   s->head_relu = calloc((size_t)n_short, sizeof *s->head_relu);
   s->host_sums = malloc(s->width * sizeof *s->host_sums);
-  if (!s->act || !s->mid || !s->hid || !s->head_relu || !s->host_sums) {
+  s->host_scale = malloc(B * sizeof *s->host_scale);
+  s->host_loss = malloc(B * MAX_CHUNKS * sizeof *s->host_loss);
+  if (!s->act || !s->mid || !s->hid || !s->head_relu || !s->host_sums || !s->host_scale ||
+      !s->host_loss) {
     PAI_ERR("out of memory");
     return PAI_ERR_NOMEM;
   }
@@ -303,32 +310,21 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
   }
 
   /* ---- loss and its gradient ---- */
-  float *scale = malloc((size_t)B * sizeof *scale);
-  int *any = malloc((size_t)B * sizeof *any);
+  float *scale = s->host_scale;   /* 0 for a sample of weight 0 (all N) */
   const chunking lc = chunks_for((int64_t)per);
-  double *part = malloc((size_t)B * lc.n_chunks * sizeof *part);
-  int rc = scale && any && part ? 0 : PAI_ERR_NOMEM;
-  if (rc < 0) PAI_ERR("out of memory");
-  for (int b = 0; rc == 0 && b < B; b++) {
-    any[b] = pai_sample_weight(codes + (size_t)b * L, L);
-    scale[b] = any[b] ? 2.0f / ((float)per * (float)global_B) : 0.0f;
-  }
-  if (rc == 0) rc = pai_gpu_upload(g, s->scale, scale, (size_t)B * sizeof(float));
-  if (rc == 0)
-    rc = pai_gpu_loss_part(g, B * lc.n_chunks, s->part, s->pred, s->dpred, s->y, s->scale,
-                           1.0f / (float)n_short, (int64_t)per, lc.n_chunks, lc.chunk);
-  if (rc == 0)
-    rc = pai_gpu_download(g, part, s->part, (size_t)B * lc.n_chunks * sizeof(double));
+  for (int b = 0; b < B; b++)
+    scale[b] = pai_sample_weight(codes + (size_t)b * L, L) ? 2.0f / ((float)per * (float)global_B)
+                                                           : 0.0f;
+  PAI_TRY(pai_gpu_upload(g, s->scale, scale, (size_t)B * sizeof(float)));
+  PAI_TRY(pai_gpu_loss_part(g, B * lc.n_chunks, s->part, s->pred, s->dpred, s->y, s->scale,
+                            1.0f / (float)n_short, (int64_t)per, lc.n_chunks, lc.chunk));
+  PAI_TRY(pai_gpu_download(g, s->host_loss, s->part, (size_t)B * lc.n_chunks * sizeof(double)));
   double local = 0;
-  for (int b = 0; rc == 0 && b < B; b++) {
+  for (int b = 0; b < B; b++) {
     double sq = 0;
-    for (int64_t ch = 0; ch < lc.n_chunks; ch++) sq += part[b * lc.n_chunks + ch];
-    if (any[b]) local += sq / (double)per;
+    for (int64_t ch = 0; ch < lc.n_chunks; ch++) sq += s->host_loss[b * lc.n_chunks + ch];
+    if (scale[b] != 0.0f) local += sq / (double)per;
   }
-  free(scale);
-  free(any);
-  free(part);
-  PAI_TRY(rc);
   local /= global_B;
   if (t->comm->size > 1) {
     s->host_sums[0] = local;
