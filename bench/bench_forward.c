@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench/bench.h"
 #include "model/forward.h"
 #include "model/rng.h"
 
@@ -37,23 +38,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: bench_forward N D L O T [batch] [repeats]\n");
     return 2;
   }
-  pai_config cfg;
-  pai_config_defaults(&cfg);
-  cfg.num_blocks = atoi(argv[1]);
-  cfg.model_dim = atoi(argv[2]);
-  cfg.input_length = atoi(argv[3]);
-  cfg.output_length = atoi(argv[4]);
-  cfg.n_heads = 1;
-  cfg.output_dims[0] = atoi(argv[5]);
+  pai_config cfg = bench_config(argv);
   const int B = argc > 6 ? atoi(argv[6]) : 1, reps = argc > 7 ? atoi(argv[7]) : 3;
   pai_model m;
   if (pai_model_create(&m, &cfg) < 0) return 1;
   pai_params_init_random(&m.params, 1);
-  pai_backend be = PAI_BACKEND_CPU;
-  const char *dev = getenv("PAI_DEVICE"), *prec = getenv("PAI_PRECISION");
-  if ((dev && pai_device_select(dev, 1, &be.device) < 0) ||
-      (prec && pai_precision_select(prec, &be.precision) < 0))
-    return 2;
+  pai_backend be;
+  if (bench_backend(0, &be) < 0) return 2;
   pai_infer inf;
   if (pai_infer_init(&inf, &m, B, PAI_HEAD(0), &be) < 0) return 1;
   uint8_t *codes = malloc((size_t)B * cfg.input_length);

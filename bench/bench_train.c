@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench/bench.h"
 #include "model/backend.h"
 #include "model/model.h"
 #include "model/optim.h"
@@ -24,14 +25,7 @@ int main(int argc, char **argv) {
     pai_dist_finalize(&d);
     return 2;
   }
-  pai_config cfg;
-  pai_config_defaults(&cfg);
-  cfg.num_blocks = atoi(argv[1]);
-  cfg.model_dim = atoi(argv[2]);
-  cfg.input_length = atoi(argv[3]);
-  cfg.output_length = atoi(argv[4]);
-  cfg.n_heads = 1;
-  cfg.output_dims[0] = atoi(argv[5]);
+  pai_config cfg = bench_config(argv);
   const int B = atoi(argv[6]), steps = argc > 7 ? atoi(argv[7]) : 5;
   if (argc > 8) pai_set_threads(atoi(argv[8]));
   int rc = 0;
@@ -50,11 +44,8 @@ int main(int argc, char **argv) {
     pai_dist_finalize(&d);
     return 1;
   }
-  pai_backend be = PAI_BACKEND_CPU;
-  be.gpu_index = d.local_rank;
-  const char *dev = getenv("PAI_DEVICE"), *prec = getenv("PAI_PRECISION");
-  if ((dev && pai_device_select(dev, 1, &be.device) < 0) ||
-      (prec && pai_precision_select(prec, &be.precision) < 0) ||
+  pai_backend be;
+  if (bench_backend(d.local_rank, &be) < 0 ||
       pai_trainer_init_backend(&tr, &cfg, local, &comm, &be) < 0) {
     pai_dist_finalize(&d);
     return 1;
