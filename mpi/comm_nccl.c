@@ -5,7 +5,14 @@
  * One communicator per job: rank 0 makes the unique id and MPI broadcasts it. NCCL is opened
  * with dlopen on first use, as cuBLASLt is (model/gpu_cuda.cu): programs that never use a GPU
  * never load it. Failures are returned (and logged), never aborted on; a failed init is agreed
- * on by every rank so that none goes on into a collective alone. */
+ * on by every rank so that none goes on into a collective alone.
+ *
+ * The communicator is non-blocking (ncclConfig_t.blocking = 0): its set-up returns at once and
+ * is polled, under pai_dist_await, so that a rank failing inside it (out of GPU memory, a
+ * network it cannot open) stops the others' set-up too, where the blocking call would leave
+ * them waiting for it forever. PAI_NCCL_TIMEOUT (seconds, default 600) bounds the set-up. Every
+ * later call may also return ncclInProgress before its work is queued, so each is followed by
+ * a poll of the communicator's state until the call has been carried out. */
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 #include <mpi.h>
@@ -20,9 +27,10 @@
 static struct {
   void *lib;
   ncclResult_t (*GetUniqueId)(ncclUniqueId *);
-  ncclResult_t (*CommInitRank)(ncclComm_t *, int, ncclUniqueId, int);
+  ncclResult_t (*CommInitRankConfig)(ncclComm_t *, int, ncclUniqueId, int, ncclConfig_t *);
   ncclResult_t (*AllReduce)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t,
                             cudaStream_t);
+  ncclResult_t (*CommFinalize)(ncclComm_t);
   ncclResult_t (*CommDestroy)(ncclComm_t);
   const char *(*GetErrorString)(ncclResult_t);
   ncclResult_t (*GetVersion)(int *);
@@ -43,14 +51,16 @@ static int nccl_load(void) {
   }
   /* POSIX guarantees that a data pointer from dlsym converts to a function pointer */
   *(void **)&nc.GetUniqueId = dlsym(lib, "ncclGetUniqueId");
-  *(void **)&nc.CommInitRank = dlsym(lib, "ncclCommInitRank");
+  *(void **)&nc.CommInitRankConfig = dlsym(lib, "ncclCommInitRankConfig");
+  *(void **)&nc.CommFinalize = dlsym(lib, "ncclCommFinalize");
   *(void **)&nc.AllReduce = dlsym(lib, "ncclAllReduce");
   *(void **)&nc.CommDestroy = dlsym(lib, "ncclCommDestroy");
   *(void **)&nc.GetErrorString = dlsym(lib, "ncclGetErrorString");
   *(void **)&nc.GetVersion = dlsym(lib, "ncclGetVersion");
   *(void **)&nc.CommGetAsyncError = dlsym(lib, "ncclCommGetAsyncError");
   *(void **)&nc.CommAbort = dlsym(lib, "ncclCommAbort");
-  if (!nc.GetUniqueId || !nc.CommInitRank || !nc.AllReduce || !nc.CommDestroy ||
+  if (!nc.GetUniqueId || !nc.CommInitRankConfig || !nc.CommFinalize || !nc.AllReduce ||
+      !nc.CommDestroy ||
       !nc.GetErrorString || !nc.GetVersion || !nc.CommGetAsyncError || !nc.CommAbort) {
     PAI_ERR("%s lacks an NCCL function this build uses", name);
     dlclose(lib);
@@ -65,26 +75,51 @@ typedef struct {
   cudaStream_t stream;
 } nccl_impl;
 
+/* The communicator's state after a non-blocking call: 1 done, 0 still in progress, < 0 failed
+ * (logged, naming what). */
+static int comm_state(ncclComm_t comm, const char *what) {
+  ncclResult_t ar = ncclSuccess, r = nc.CommGetAsyncError(comm, &ar);
+  if (r == ncclSuccess && ar == ncclInProgress) return 0;
+  if (r == ncclSuccess && ar == ncclSuccess) return 1;
+  PAI_ERR("%s: %s", what, nc.GetErrorString(r != ncclSuccess ? r : ar));
+  return PAI_ERR_RUNTIME;
+}
+
+/* Waits until the call that returned r on comm has been carried out (queued on the stream, for
+ * a collective). On a failure the communicator is aborted. */
+static int settle(nccl_impl *im, ncclResult_t r, const char *what) {
+  int st = r == ncclSuccess ? 1 : 0;
+  if (r != ncclSuccess && r != ncclInProgress) {
+    PAI_ERR("%s: %s", what, nc.GetErrorString(r));
+    st = PAI_ERR_RUNTIME;
+  }
+  while (st == 0) {
+    sched_yield();
+    st = comm_state(im->comm, what);
+  }
+  if (st < 0) {
+    nc.CommAbort(im->comm);
+    im->comm = NULL;
+    return st;
+  }
+  return 0;
+}
+
 static int allreduce(pai_comm *c, void *buf, size_t n, ncclDataType_t type, const char *what) {
   nccl_impl *im = c->impl;
   if (!im->comm) {
     PAI_ERR("NCCL sum after the communicator was aborted");
     return PAI_ERR_RUNTIME;
   }
-  ncclResult_t r = nc.AllReduce(buf, buf, n, type, ncclSum, im->comm, im->stream);
-  if (r != ncclSuccess) {
-    PAI_ERR("ncclAllReduce of %zu %s values: %s", n, what, nc.GetErrorString(r));
-    return PAI_ERR_RUNTIME;
-  }
+  char name[64];
+  snprintf(name, sizeof name, "ncclAllReduce of %zu %s values", n, what);
+  PAI_TRY(settle(im, nc.AllReduce(buf, buf, n, type, ncclSum, im->comm, im->stream), name));
   /* Wait for the sum, watching NCCL's asynchronous errors: a failed peer would otherwise leave
    * this rank waiting on the stream forever. On one, the communicator is aborted. */
   cudaError_t e;
   while ((e = cudaStreamQuery(im->stream)) == cudaErrorNotReady) {
-    ncclResult_t ar = ncclSuccess;
-    if (nc.CommGetAsyncError(im->comm, &ar) != ncclSuccess ||
-        (ar != ncclSuccess && ar != ncclInProgress)) {
-      PAI_ERR("ncclAllReduce of %zu %s values: %s; aborting the communicator", n, what,
-              nc.GetErrorString(ar));
+    if (comm_state(im->comm, name) < 0) {
+      PAI_ERR("aborting the NCCL communicator");
       nc.CommAbort(im->comm);
       im->comm = NULL;
       return PAI_ERR_RUNTIME;
@@ -92,7 +127,7 @@ static int allreduce(pai_comm *c, void *buf, size_t n, ncclDataType_t type, cons
     sched_yield();
   }
   if (e != cudaSuccess) {
-    PAI_ERR("ncclAllReduce of %zu %s values: CUDA error %s", n, what, cudaGetErrorString(e));
+    PAI_ERR("%s: CUDA error %s", name, cudaGetErrorString(e));
     return PAI_ERR_RUNTIME;
   }
   return 0;
@@ -108,9 +143,23 @@ static int sum_f64(pai_comm *c, double *buf, size_t n) {
 
 static void nccl_free(pai_comm *c) {
   nccl_impl *im = c->impl;
-  if (im && im->comm) nc.CommDestroy(im->comm);
+  /* Finalize flushes (and, non-blocking, may still be in progress), then destroy frees; a
+   * communicator that fails to finalize is aborted by settle instead. */
+  if (im && im->comm && settle(im, nc.CommFinalize(im->comm), "ncclCommFinalize") == 0)
+    nc.CommDestroy(im->comm);
   free(im);
   c->impl = NULL;
+}
+
+static int init_poll(void *arg) {
+  nccl_impl *im = arg;
+  return im->comm ? comm_state(im->comm, "ncclCommInitRankConfig") : PAI_ERR_RUNTIME;
+}
+
+static void init_cancel(void *arg) {
+  nccl_impl *im = arg;
+  if (im->comm) nc.CommAbort(im->comm);
+  im->comm = NULL;
 }
 
 int pai_comm_init_nccl(pai_comm *c, const pai_dist *d, void *stream) {
@@ -136,22 +185,31 @@ int pai_comm_init_nccl(pai_comm *c, const pai_dist *d, void *stream) {
     }
   }
   rc = pai_dist_agree(d, rc);
-  if (rc == 0 && d->size > 1 &&
-      MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
-    PAI_ERR("broadcasting the NCCL id failed");
-    rc = PAI_ERR_RUNTIME;
+  c->impl = im;
+  if (rc < 0) {   /* agreed: no rank starts the set-up */
+    nccl_free(c);
+    return rc;
   }
-  if (rc == 0) {
-    im->stream = (cudaStream_t)stream;
-    ncclResult_t r = nc.CommInitRank(&im->comm, d->size, id, d->rank);
-    if (r != ncclSuccess) {
-      PAI_ERR("ncclCommInitRank (rank %d of %d): %s", d->rank, d->size, nc.GetErrorString(r));
-      im->comm = NULL;
-      rc = PAI_ERR_RUNTIME;
+  /* From here on every rank reaches pai_dist_await, whatever fails on its way there. */
+  im->stream = (cudaStream_t)stream;
+  if (d->size > 1 && MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    PAI_ERR("broadcasting the NCCL id failed");
+  } else {
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclResult_t r = nc.CommInitRankConfig(&im->comm, d->size, id, d->rank, &config);
+    if (r != ncclSuccess && r != ncclInProgress) {
+      PAI_ERR("ncclCommInitRankConfig (rank %d of %d): %s", d->rank, d->size,
+              nc.GetErrorString(r));
+      init_cancel(im);   /* init_poll reports the failure to the other ranks */
     }
   }
-  c->impl = im;
-  rc = pai_dist_agree(d, rc);
-  if (rc < 0) nccl_free(c);
+  const char *limit = getenv("PAI_NCCL_TIMEOUT");
+  const double timeout_s = limit && *limit ? atof(limit) : 600;
+  rc = pai_dist_await(d, init_poll, init_cancel, im, timeout_s);
+  if (rc < 0) {   /* some rank failed: abort, since a finalize would wait for it */
+    init_cancel(im);
+    nccl_free(c);
+  }
   return rc;
 }

@@ -3,6 +3,7 @@
 
 #include <mpi.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "mpi/log.h"
 
@@ -82,4 +83,78 @@ int pai_dist_sum_i64(const pai_dist *d, const int64_t *in, int64_t *out, int n) 
   }
   MPI_CHECK(MPI_Allreduce(in, out, n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
   return 0;
+}
+
+/* Polls until the operation finishes, fails, is reported failed by another rank (a message on
+ * sig) or runs out of time. Returns 0, or the failure; *told is set when a message arrived. */
+static int await_local(int (*poll)(void *), void (*cancel)(void *), void *arg, double timeout_s,
+                       MPI_Comm sig, MPI_Request *req, int *told) {
+  const double t0 = MPI_Wtime();
+  const struct timespec nap = {0, 1000000};   /* 1 ms between polls */
+  for (;;) {
+    const int p = poll(arg);
+    if (p != 0) return p > 0 ? 0 : p;
+    if (sig != MPI_COMM_NULL) {
+      int done = 0;
+      MPI_Status st;
+      MPI_CHECK(MPI_Test(req, &done, &st));
+      if (done) {
+        *told = 1;
+        cancel(arg);
+        PAI_ERR("stopped waiting: rank %d failed", st.MPI_SOURCE);
+        return PAI_ERR_RUNTIME;
+      }
+    }
+    if (timeout_s > 0 && MPI_Wtime() - t0 > timeout_s) {
+      cancel(arg);
+      PAI_ERR("gave up after %.0f s waiting for the other ranks", timeout_s);
+      return PAI_ERR_RUNTIME;
+    }
+    nanosleep(&nap, NULL);
+  }
+}
+
+int pai_dist_await(const pai_dist *d, int (*poll)(void *), void (*cancel)(void *), void *arg,
+                   double timeout_s) {
+  if (d->size == 1)
+    return pai_dist_agree(d, await_local(poll, cancel, arg, timeout_s, MPI_COMM_NULL, NULL,
+                                         &(int){0}));
+  /* Failure messages travel on a communicator of their own, so that they can never match a
+   * receive elsewhere. Every message sent is received before it is freed: after the wait, the
+   * ranks agree on how many failed, and each receives exactly that many (less its own). */
+  enum { TAG = 1 };
+  MPI_Comm sig;
+  MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &sig));
+  int msg = 0, told = 0;
+  MPI_Request in;
+  MPI_CHECK(MPI_Irecv(&msg, 1, MPI_INT, MPI_ANY_SOURCE, TAG, sig, &in));
+  int rc = await_local(poll, cancel, arg, timeout_s, sig, &in, &told);
+  const int failed = rc < 0;
+  MPI_Request *out = NULL;
+  int sent = 0;
+  static const int one = 1;
+  if (failed && !told) {   /* a rank that was told of a failure has nothing new to say */
+    out = malloc((size_t)d->size * sizeof *out);
+    if (!out) {
+      PAI_ERR("out of memory");   /* the peers cannot be told: they can only time out */
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    for (int r = 0; r < d->size; r++)
+      if (r != d->rank) MPI_CHECK(MPI_Isend(&one, 1, MPI_INT, r, TAG, sig, &out[sent++]));
+  }
+  int mine = (failed && !told) ? 1 : 0, senders = 0;
+  MPI_CHECK(MPI_Allreduce(&mine, &senders, 1, MPI_INT, MPI_SUM, sig));
+  const int expected = senders - mine;
+  if (!told && expected == 0) {
+    MPI_CHECK(MPI_Cancel(&in));
+    MPI_CHECK(MPI_Wait(&in, MPI_STATUS_IGNORE));
+  } else if (!told) {
+    MPI_CHECK(MPI_Wait(&in, MPI_STATUS_IGNORE));
+  }
+  for (int k = 1; k < expected; k++)
+    MPI_CHECK(MPI_Recv(&msg, 1, MPI_INT, MPI_ANY_SOURCE, TAG, sig, MPI_STATUS_IGNORE));
+  if (sent) MPI_CHECK(MPI_Waitall(sent, out, MPI_STATUSES_IGNORE));
+  free(out);
+  MPI_Comm_free(&sig);
+  return pai_dist_agree(d, rc);
 }

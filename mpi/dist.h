@@ -31,6 +31,15 @@ int pai_dist_agree(const pai_dist *d, int status) PAI_WUR;
  * allocated here (malloc, caller frees; one extra byte holds a terminating NUL) and *n set. */
 int pai_dist_bcast_bytes(const pai_dist *d, int root, char **buf, size_t *n) PAI_WUR;
 
+/* Collective: waits for a local operation that cannot finish unless every rank takes part (an
+ * NCCL communicator's set-up), by calling poll(arg) until it returns 1 (finished) or a
+ * pai_status < 0 (failed); 0 means still going. A rank whose operation fails tells the others
+ * at once, point to point, so that a rank still waiting calls cancel(arg) and stops instead of
+ * waiting forever for a peer that will never come; so does a rank that has waited timeout_s
+ * seconds (<= 0: no limit). Returns the worst status of any rank, as pai_dist_agree does. */
+int pai_dist_await(const pai_dist *d, int (*poll)(void *arg), void (*cancel)(void *arg),
+                   void *arg, double timeout_s) PAI_WUR;
+
 /* Collective: out[i] = sum over ranks of in[i]. */
 int pai_dist_sum_i64(const pai_dist *d, const int64_t *in, int64_t *out, int n) PAI_WUR;
 

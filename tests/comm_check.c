@@ -4,9 +4,18 @@
  * v[i] = 0.5 * rank + (i % 7), sums them over the ranks in place with pai_comm_init_nccl's
  * communicator, and checks every element against 0.25 R (R - 1) + R (i % 7) (exact in float
  * for the sizes used). Prints one line per rank; exit 0 when every rank matched. Linked twice:
- * comm_check (CUDA, NCCL) and comm_check_emul (the host emulation, PAI_GPU_EMULATE=1). */
+ * comm_check (CUDA, NCCL) and comm_check_emul (the host emulation, PAI_GPU_EMULATE=1).
+ *
+ *   mpirun -np R comm_check await ok|fail|timeout
+ * pai_dist_await (which guards the NCCL set-up against a rank that fails inside it) on a
+ * stand-in operation, no GPU needed: "ok" finishes on rank r after 50 r ms; "fail" fails on the
+ * last rank after 200 ms and never finishes elsewhere, so the others must be told and cancel;
+ * "timeout" never finishes on rank 0 (the others finish at once), with a 1 s limit. Each rank
+ * prints "await: rank r status s cancelled c" and exits 0 only when the agreed status is 0. */
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "model/gpu.h"
 #include "mpi/comm.h"
@@ -53,9 +62,45 @@ fail:
   return rc;
 }
 
+typedef struct {
+  double start, finish_after;   /* finish_after < 0: never */
+  int fail, cancelled;
+} standin;
+
+static int standin_poll(void *arg) {
+  standin *s = arg;
+  if (s->finish_after < 0 || MPI_Wtime() - s->start < s->finish_after) return 0;
+  return s->fail ? PAI_ERR_RUNTIME : 1;
+}
+
+static void standin_cancel(void *arg) { ((standin *)arg)->cancelled = 1; }
+
+static int await_case(const pai_dist *d, const char *mode) {
+  standin s = {.start = MPI_Wtime(), .finish_after = 0.05 * d->rank};
+  double timeout = 60;
+  if (!strcmp(mode, "fail")) {
+    s.fail = d->rank == d->size - 1;
+    s.finish_after = s.fail ? 0.2 : -1;
+  } else if (!strcmp(mode, "timeout")) {
+    s.finish_after = d->rank == 0 ? -1 : 0;
+    timeout = 1;
+  } else if (strcmp(mode, "ok")) {
+    PAI_ERR("unknown await mode '%s' (ok, fail or timeout)", mode);
+    return PAI_ERR_USAGE;
+  }
+  const int rc = pai_dist_await(d, standin_poll, standin_cancel, &s, timeout);
+  printf("await: rank %d status %d cancelled %d\n", d->rank, rc, s.cancelled);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   pai_dist d;
   if (pai_dist_init(&d, &argc, &argv) < 0) return 1;
+  if (argc > 2 && !strcmp(argv[1], "await")) {
+    const int rc = await_case(&d, argv[2]);
+    pai_dist_finalize(&d);
+    return rc < 0 ? 1 : 0;
+  }
   const size_t n = argc > 1 ? (size_t)strtoull(argv[1], NULL, 10) : 1000003;
   int rc = pai_dist_agree(&d, check(&d, n));
   pai_dist_finalize(&d);
