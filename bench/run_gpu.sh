@@ -2,9 +2,11 @@
 # run_gpu.sh BUNDLE.tar.xz OUT_DIR PART... - the GPU checks and benchmarks, run from the
 # repository root on a machine with a GPU (BUNDLE from scripts/gpu_bundle.sh; each PART fits a
 # 10-minute slot):
-#   tests    test_comm, test_gpu_forward, test_gpu_train (their real-GPU parts run)
+#   tests    test_comm, test_gpu_forward, test_gpu_train, test_gpu_precompute (their real-GPU
+#            parts run)
 #   bench    bench_forward (fp32, bf16; batch 1 and 4) and bench_train (bf16, batch 4) at the
-#            published size: 24 blocks, D 1024, L 20480, O 4096, 498 tracks
+#            published size: 24 blocks, D 1024, L 20480, O 4096, 498 tracks; then each once
+#            more with PAI_GPU_PROFILE=1, for the time per kernel and product
 #   anchor   bench/torch_anchor.py at the published size (PyTorch eager and torch.compile)
 # Logs go to OUT_DIR/<part>.log (and OUT_DIR/torch_anchor.json); the first lines of each name
 # the GPU and the library versions.
@@ -33,7 +35,7 @@ for part in "$@"; do
   header > "$log"
   case $part in
     tests)
-      for t in comm gpu_forward gpu_train; do
+      for t in comm gpu_forward gpu_train gpu_precompute; do
         echo "=== test_$t" >> "$log"
         "$py" "tests/test_$t.py" --bin /tmp/pai/bin >> "$log" 2>&1
         echo "=== test_$t exit $?" >> "$log"
@@ -44,7 +46,10 @@ for part in "$@"; do
           PAI_DEVICE=cuda PAI_PRECISION=$prec bench_forward 24 1024 20480 4096 498 "$b" 3 >> "$log" 2>&1
         done
       done
-      PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 3 >> "$log" 2>&1 ;;
+      PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 3 >> "$log" 2>&1
+      echo "=== profiles (PAI_GPU_PROFILE=1: each call waited for; times are per call)" >> "$log"
+      PAI_GPU_PROFILE=1 PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_forward 24 1024 20480 4096 498 4 1 >> "$log" 2>&1
+      PAI_GPU_PROFILE=1 PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 1 >> "$log" 2>&1 ;;
     anchor)
       "$py" bench/torch_anchor.py --json "$out/torch_anchor.json" >> "$log" 2>&1 ;;
     *) echo "run_gpu.sh: unknown part '$part' (tests, bench, anchor)" >&2; exit 2 ;;

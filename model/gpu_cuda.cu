@@ -14,6 +14,7 @@
 
 extern "C" {
 #include "model/gpu.h"
+#include "model/gpu_profile.h"
 #include "mpi/log.h"
 }
 #include "model/gpu_kernels.h"
@@ -100,7 +101,27 @@ struct pai_gpu {
   int n_allocs, cap_allocs;
   struct { algo_key key; cublasLtMatmulAlgo_t algo; int ok; } cache[ALGO_CACHE];
   int n_cache;
+  pai_gpu_profile *prof;   /* PAI_GPU_PROFILE=1: device time per call (model/gpu_profile.h) */
+  cudaEvent_t ev[2];
+  int depth;               /* profiled calls in progress (only the outermost is counted) */
 };
+
+/* 1 when this call is the outermost profiled one: its start is recorded on the stream. */
+static int prof_begin(pai_gpu *g) {
+  if (!g->prof || g->depth++) return 0;
+  return cudaEventRecord(g->ev[0], g->stream) == cudaSuccess;
+}
+
+/* Records the call's end, waits for it, and adds the time between the two events. */
+static int prof_end(pai_gpu *g, int outer, const char *name, int rc) {
+  if (g->prof) g->depth--;
+  float ms = 0;
+  if (outer && rc == 0 && cudaEventRecord(g->ev[1], g->stream) == cudaSuccess &&
+      cudaEventSynchronize(g->ev[1]) == cudaSuccess &&
+      cudaEventElapsedTime(&ms, g->ev[0], g->ev[1]) == cudaSuccess)
+    pai_gpu_profile_add(g->prof, name, ms);
+  return rc;
+}
 
 /* Why the last count found no device, when it was not simply that none is there (an old
  * driver for this CUDA runtime, say). */
@@ -156,6 +177,10 @@ extern "C" int pai_gpu_open(pai_gpu **out, int index) {
     cublasStatus_t s = lt.cublasLtCreate(&g->lt);
     if (s != CUBLAS_STATUS_SUCCESS) rc = lt_fail(s, "cublasLtCreate", __func__);
   }
+  g->prof = rc == 0 ? pai_gpu_profile_new() : NULL;
+  if (g->prof && ((e = cudaEventCreate(&g->ev[0])) != cudaSuccess ||
+                  (e = cudaEventCreate(&g->ev[1])) != cudaSuccess))
+    rc = cuda_fail(e, "profiling events", __func__);
   if (rc < 0) {
     pai_gpu_close(g);
     return rc;
@@ -168,6 +193,9 @@ extern "C" void pai_gpu_close(pai_gpu *g) {
   if (!g) return;
   cudaSetDevice(g->device);
   if (g->stream) cudaStreamSynchronize(g->stream);
+  pai_gpu_profile_report(g->prof, g->name, stderr);
+  for (int i = 0; i < 2; i++)
+    if (g->ev[i]) cudaEventDestroy(g->ev[i]);
   for (int i = 0; i < g->n_allocs; i++) cudaFree(g->allocs[i].p);
   free(g->allocs);
   if (g->workspace) cudaFree(g->workspace);
@@ -224,16 +252,23 @@ extern "C" void pai_gpu_free(pai_gpu *g, void *p) {
 
 extern "C" size_t pai_gpu_mem_peak(const pai_gpu *g) { return g->peak; }
 
-extern "C" int pai_gpu_upload(pai_gpu *g, void *dst, const void *src, size_t bytes) {
-  CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->stream), "copy to the GPU");
-  CU(cudaStreamSynchronize(g->stream), "copy to the GPU");
+static int copy(pai_gpu *g, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                const char *what) {
+  CU(cudaMemcpyAsync(dst, src, bytes, kind, g->stream), what);
+  CU(cudaStreamSynchronize(g->stream), what);
   return 0;
 }
 
+extern "C" int pai_gpu_upload(pai_gpu *g, void *dst, const void *src, size_t bytes) {
+  const int outer = prof_begin(g);
+  const int rc = copy(g, dst, src, bytes, cudaMemcpyHostToDevice, "copy to the GPU");
+  return prof_end(g, outer, "copy to the GPU", rc);
+}
+
 extern "C" int pai_gpu_download(pai_gpu *g, void *dst, const void *src, size_t bytes) {
-  CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g->stream), "copy from the GPU");
-  CU(cudaStreamSynchronize(g->stream), "copy from the GPU");
-  return 0;
+  const int outer = prof_begin(g);
+  const int rc = copy(g, dst, src, bytes, cudaMemcpyDeviceToHost, "copy from the GPU");
+  return prof_end(g, outer, "copy from the GPU", rc);
 }
 
 extern "C" int pai_gpu_memset0(pai_gpu *g, void *dst, size_t bytes) {
@@ -366,7 +401,22 @@ static int lt_run(pai_gpu *g, const pai_gemm *p, const pai_colmajor_gemm *q, con
   return 0;
 }
 
+static int gemm_run(pai_gpu *g, const pai_gemm *p);
+
 extern "C" int pai_gpu_gemm(pai_gpu *g, const pai_gemm *p) {
+  const int outer = prof_begin(g);
+  const int rc = gemm_run(g, p);
+  char name[128] = "";
+  if (outer) {
+    const pai_gemm_name_args a = {p->M, p->N, p->K, p->trans_a, p->trans_b,
+                                  p->ab_type == PAI_BF16, p->c_type == PAI_BF16,
+                                  p->bias != NULL, p->relu, p->beta != 0.0f};
+    pai_gemm_name(name, sizeof name, &a);
+  }
+  return prof_end(g, outer, name, rc);
+}
+
+static int gemm_run(pai_gpu *g, const pai_gemm *p) {
   PAI_TRY(pai_gemm_check(p));
   if (pai_gemm_plain_forced()) return pai_gemm_plain(g, p);
   const pai_colmajor_gemm q = pai_gemm_colmajor(p);
@@ -422,7 +472,8 @@ static int launched(const char *what) {
     GRID_STRIDE pai_k_##name(i, PAI_UNPAREN args);                                   \
   }                                                                                  \
   extern "C" int pai_gpu_##name(pai_gpu *g, int64_t n, PAI_UNPAREN params) {         \
+    const int outer = prof_begin(g);                                                 \
     name##_kernel<<<grid_for(g, n), THREADS, 0, g->stream>>>(n, PAI_UNPAREN args);   \
-    return launched(#name);                                                          \
+    return prof_end(g, outer, #name, launched(#name));                               \
   }
 PAI_GPU_KERNELS(CUDA_DEFINE)

@@ -7,14 +7,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "model/gpu_kernels.h"
+#include "model/gpu_profile.h"
 #include "mpi/comm.h"
 #include "mpi/log.h"
 
 struct pai_gpu {
   size_t now, peak;
+  pai_gpu_profile *prof;   /* PAI_GPU_PROFILE=1: wall time per call */
+  int depth;               /* profiled calls in progress (only the outermost is counted) */
 };
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+/* 1 when this call is the outermost profiled one: then *t0 is its start. */
+static int prof_begin(pai_gpu *g, double *t0) {
+  if (!g->prof || g->depth++) return 0;
+  *t0 = now_ms();
+  return 1;
+}
+
+static int prof_end(pai_gpu *g, int outer, double t0, const char *name, int rc) {
+  if (g->prof) g->depth--;
+  if (outer && rc == 0) pai_gpu_profile_add(g->prof, name, now_ms() - t0);
+  return rc;
+}
 
 /* Allocations carry their size in front so that free can keep the count. */
 typedef struct {
@@ -44,10 +67,15 @@ int pai_gpu_open(pai_gpu **g, int index) {
     PAI_ERR("out of memory");
     return PAI_ERR_NOMEM;
   }
+  (*g)->prof = pai_gpu_profile_new();
   return 0;
 }
 
-void pai_gpu_close(pai_gpu *g) { free(g); }
+void pai_gpu_close(pai_gpu *g) {
+  if (!g) return;
+  pai_gpu_profile_report(g->prof, "host emulation", stderr);
+  free(g);
+}
 
 const char *pai_gpu_name(const pai_gpu *g) {
   (void)g;
@@ -92,15 +120,17 @@ int pai_comm_init_nccl(pai_comm *c, const pai_dist *d, void *stream) {
 }
 
 int pai_gpu_upload(pai_gpu *g, void *dst, const void *src, size_t bytes) {
-  (void)g;
+  double t0 = 0;
+  const int outer = prof_begin(g, &t0);
   memcpy(dst, src, bytes);
-  return 0;
+  return prof_end(g, outer, t0, "copy to the GPU", 0);
 }
 
 int pai_gpu_download(pai_gpu *g, void *dst, const void *src, size_t bytes) {
-  (void)g;
+  double t0 = 0;
+  const int outer = prof_begin(g, &t0);
   memcpy(dst, src, bytes);
-  return 0;
+  return prof_end(g, outer, t0, "copy from the GPU", 0);
 }
 
 int pai_gpu_memset0(pai_gpu *g, void *dst, size_t bytes) {
@@ -124,7 +154,22 @@ static float op_at(const void *x, pai_dtype t, int64_t ld, int trans, int64_t r,
   return trans ? load(x, t, r * ld + c) : load(x, t, c * ld + r);
 }
 
+static int gemm_run(pai_gpu *g, const pai_gemm *p);
+
 int pai_gpu_gemm(pai_gpu *g, const pai_gemm *p) {
+  double t0 = 0;
+  const int outer = prof_begin(g, &t0);
+  const int rc = gemm_run(g, p);
+  char name[128] = "";
+  if (outer)
+    pai_gemm_name(name, sizeof name,
+                  &(struct pai_gemm_name_args){p->M, p->N, p->K, p->trans_a, p->trans_b,
+                                               p->ab_type == PAI_BF16, p->c_type == PAI_BF16,
+                                               p->bias != NULL, p->relu, p->beta != 0.0f});
+  return prof_end(g, outer, t0, name, rc);
+}
+
+static int gemm_run(pai_gpu *g, const pai_gemm *p) {
   PAI_TRY(pai_gemm_check(p));
   if (pai_gemm_plain_forced()) return pai_gemm_plain(g, p);
   const pai_colmajor_gemm q = pai_gemm_colmajor(p);
@@ -157,9 +202,10 @@ int pai_gpu_gemm(pai_gpu *g, const pai_gemm *p) {
 
 #define EMUL_DEFINE(name, params, args)                               \
   int pai_gpu_##name(pai_gpu *g, int64_t n, PAI_UNPAREN params) {     \
-    (void)g;                                                          \
+    double t0 = 0;                                                    \
+    const int outer = prof_begin(g, &t0);                             \
     _Pragma("omp parallel for schedule(static)")                      \
     for (int64_t i = 0; i < n; i++) pai_k_##name(i, PAI_UNPAREN args); \
-    return 0;                                                         \
+    return prof_end(g, outer, t0, #name, 0);                          \
   }
 PAI_GPU_KERNELS(EMUL_DEFINE)

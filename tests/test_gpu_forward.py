@@ -10,7 +10,10 @@ compares every head output with the float64 reference of REFERENCE.md section 2,
   2. on a GPU: the real `pmodel` with CUDA, cuBLASLt and the kernels. Skipped, with a message,
      when no GPU is visible.
 Each in fp32 and bf16 precision. Also checks that bf16 really differs from fp32 (the option is
-honoured) and that an unknown precision is refused.
+honoured) and that an unknown precision is refused; and the profile PAI_GPU_PROFILE=1 prints
+(model/gpu_profile.h): its call counts against the forward's structure (one stem per batch,
+one depthwise convolution per block and batch, one first dense layer per block and batch, as
+forward_gpu.c's header says), and its shares summing to 100%.
 
 TOLERANCES. fp32: those of test_forward_ref.py (rtol 1e-4, atol 1e-5 x output scale), since
 the products accumulate in float32 like the CPU path. bf16: the dense layers' operands (the
@@ -65,6 +68,32 @@ def run_backend(ck, exe, tmp, label, precision):
     return outs
 
 
+def check_profile(ck, exe, tmp):
+    name, N, D, dims, _, O, _, _, _, batch = F.CASES[1]
+    batches = -(-F.N_SEQS // batch)
+    cmd = [exe, "predict", "--model_folder", os.path.join(tmp, name), "--seq_file",
+           os.path.join(tmp, name + "_seqs.txt"), "--out", os.path.join(tmp, "prof.h5"),
+           "--device", "cuda", "--batch_size", str(batch)]
+    plain = run(cmd)
+    ck.check(plain.returncode == 0 and "GPU profile" not in plain.stderr,
+             "no profile without PAI_GPU_PROFILE")
+    os.environ["PAI_GPU_PROFILE"] = "1"
+    proc = run(cmd)
+    del os.environ["PAI_GPU_PROFILE"]
+    rows = {}
+    share = 0.0
+    for m in re.finditer(r"^ +([\d.]+)% +([\d.]+) +(\d+) +[\d.]+  (.+)$", proc.stderr, re.M):
+        rows[m.group(4)] = int(m.group(3))
+        share += float(m.group(1))
+    want = {"stem": batches, "dwconv": N * batches}
+    got = {k: rows.get(k) for k in want}
+    ck.check(proc.returncode == 0 and got == want,
+             f"profile: calls {got} == {want} ({batches} batches of {batch}, {N} blocks)")
+    up = sum(c for k, c in rows.items() if k.startswith("gemm") and f"x{4 * D}x{D} bias relu" in k)
+    ck.check(up == N * batches, f"profile: first dense layers {up} == {N * batches}")
+    ck.check(abs(share - 100.0) < 0.1 * len(rows) + 0.1, f"profile: shares sum to {share:.1f}%")
+
+
 def main():
     pmodel = binary_from_args(__doc__, "pmodel")
     emul = require_binary(os.path.dirname(pmodel), "pmodel_emul")
@@ -88,6 +117,7 @@ def main():
                     "--device", "cuda", "--precision", "fp16"])
         ck.check(proc.returncode == 2 and "--precision" in proc.stderr,
                  f"--precision fp16 refused with exit 2 (got {proc.returncode})")
+        check_profile(ck, emul, tmp)
         del os.environ["PAI_GPU_EMULATE"]
 
         if real_gpus(pmodel):
