@@ -5,8 +5,9 @@
 #   tests    test_comm, test_gpu_forward, test_gpu_train, test_gpu_precompute (their real-GPU
 #            parts run)
 #   bench    bench_forward (fp32, bf16; batch 1 and 4) and bench_train (bf16, batch 4) at the
-#            published size: 24 blocks, D 1024, L 20480, O 4096, 498 tracks; then each once
-#            more with PAI_GPU_PROFILE=1, for the time per kernel and product
+#            published size: 24 blocks, D 1024, L 20480, O 4096, 498 tracks; bf16 batch 4 once
+#            more with cuDNN's depthwise convolution (PAI_DWCONV=cudnn); then profiled runs
+#            (PAI_GPU_PROFILE=1, the time per kernel and product), with each convolution
 #   anchor   bench/torch_anchor.py at the published size (PyTorch eager and torch.compile)
 # Logs go to OUT_DIR/<part>.log (and OUT_DIR/torch_anchor.json); the first lines of each name
 # the GPU and the library versions.
@@ -47,9 +48,15 @@ for part in "$@"; do
         done
       done
       PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 3 >> "$log" 2>&1
+      echo "=== PAI_DWCONV=cudnn" >> "$log"
+      PAI_DWCONV=cudnn PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_forward 24 1024 20480 4096 498 4 3 >> "$log" 2>&1
+      PAI_DWCONV=cudnn PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 3 >> "$log" 2>&1
       echo "=== profiles (PAI_GPU_PROFILE=1: each call waited for; times are per call)" >> "$log"
-      PAI_GPU_PROFILE=1 PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_forward 24 1024 20480 4096 498 4 1 >> "$log" 2>&1
-      PAI_GPU_PROFILE=1 PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 1 >> "$log" 2>&1 ;;
+      for conv in kernel cudnn; do
+        echo "=== PAI_DWCONV=$conv" >> "$log"
+        PAI_DWCONV=$conv PAI_GPU_PROFILE=1 PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_forward 24 1024 20480 4096 498 4 1 >> "$log" 2>&1
+        PAI_DWCONV=$conv PAI_GPU_PROFILE=1 PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 1 >> "$log" 2>&1
+      done ;;
     anchor)
       "$py" bench/torch_anchor.py --json "$out/torch_anchor.json" >> "$log" 2>&1 ;;
     *) echo "run_gpu.sh: unknown part '$part' (tests, bench, anchor)" >&2; exit 2 ;;

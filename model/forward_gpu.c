@@ -2,7 +2,9 @@
  *
  * The same computation as forward.c, on the same rows (forward.h), over model/gpu.h:
  *   stem rows of layer_0; then per block
- *     m  = x + dwconv(BN1(x))                          element-wise kernel, float32
+ *     m  = x + dwconv(BN1(x))                          element-wise kernel, float32 (or
+ *                                                      cuDNN's taps and a kernel for the
+ *                                                      rest, PAI_DWCONV=cudnn)
  *     g  = pack(BN2(m)) as the dense layers' type        element-wise kernel
  *     t  = ReLU(g W1 + b1)                             one product over the batch's rows
  *     m += t W2 + b2                                   one product per sequence (accumulates)
@@ -24,6 +26,7 @@ struct pai_infer_gpu {
   int max_rows;              /* most rows of any layer computed per sequence */
   uint8_t *codes;            /* (B, L) */
   float *x, *m;              /* (B, L, D) */
+  float *y;                  /* (B, L, D): the library convolution's output (PAI_DWCONV=cudnn) */
   void *gin, *t;             /* (B max_rows, D), (B max_rows, 4D): dense-layer operands */
   void *hin;                 /* (B O, D): a shortcut layer's cropped rows, packed */
   float *htmp;               /* (B O, max T) */
@@ -64,6 +67,17 @@ int pai_gemm_plain_forced(void) {
     forced = e && *e && strcmp(e, "0") != 0;
   }
   return forced;
+}
+
+int pai_dwconv_lib_wanted(void) {
+  static int wanted = -1;
+  if (wanted < 0) {
+    const char *e = getenv("PAI_DWCONV");
+    wanted = e && !strcmp(e, "cudnn");
+    if (e && *e && !wanted && strcmp(e, "kernel"))
+      PAI_WARN("PAI_DWCONV=%s is neither kernel nor cudnn: using the kernel", e);
+  }
+  return wanted;
 }
 
 int pai_gpu_upload_typed(pai_gpu *g, void *dst, const float *host, size_t n, pai_dtype dt) {
@@ -163,6 +177,9 @@ int pai_infer_gpu_init(pai_infer *inf) {
   s->htmp = pai_gpu_alloc(g, (size_t)B * O * pai_max_output_dim(c) * sizeof(float), "head scratch");
   if (!s->codes || !s->x || !s->m || !s->gin || !s->t || !s->hin || !s->htmp)
     return PAI_ERR_NOMEM;
+  if (pai_dwconv_lib_wanted() &&
+      !(s->y = pai_gpu_alloc(g, (size_t)B * seq * sizeof(float), "convolution output")))
+    return PAI_ERR_NOMEM;
   for (int j = 0; j < c->n_heads; j++) {
     if (!(inf->heads_mask & PAI_HEAD(j))) continue;
     s->out[j] = pai_gpu_alloc(g, (size_t)B * O * c->output_dims[j] * sizeof(float), "outputs");
@@ -253,8 +270,14 @@ int pai_infer_gpu_forward(pai_infer *inf, const uint8_t *codes, int B, float *co
     const pai_gpu_block *b = &s->blk[i];
     const int lo = inf->lo[i + 1];
     rows = inf->hi[i + 1] - lo;
-    PAI_TRY(pai_gpu_dwconv(g, (int64_t)B * rows * D, m, x, b->ws, b->wc, b->bdw, D, L,
-                           pai_dilation(i), lo, rows));
+    const int64_t n = (int64_t)B * rows * D;
+    if (s->y) { /* the library's taps, then the residual, bias and folded shift */
+      PAI_TRY(pai_gpu_dwconv_lib(g, s->y, x, b->ws, B, L, D, pai_dilation(i), lo, rows));
+      PAI_TRY(pai_gpu_dwconv_fix(g, n, m, x, s->y, b->wc, b->bdw, D, L, pai_dilation(i), lo,
+                                 rows));
+    } else {
+      PAI_TRY(pai_gpu_dwconv(g, n, m, x, b->ws, b->wc, b->bdw, D, L, pai_dilation(i), lo, rows));
+    }
     PAI_TRY(pai_gpu_block_ffn(g, b, m, B, L, lo, rows, D, s->gin, s->t));
     PAI_TRY(heads_gpu(inf, m, B, i + 1, &first));
     float *swap = x;

@@ -128,6 +128,25 @@ int pai_gemm_plain_forced(void);
 /* Checks a pai_gemm's shapes and types before either implementation runs it. */
 int pai_gemm_check(const pai_gemm *p) PAI_WUR;
 
+/* The depthwise dilated convolution through the vendor library (cuDNN; the host emulation
+ * computes it with plain loops), beside the hand-written kernels: the backends use it when the
+ * environment sets PAI_DWCONV=cudnn (pai_dwconv_lib_wanted). Five taps, zero padding, float32:
+ *   y[b][p][c]  = sum_k w[k][c] x[b][p + (k - 2) dil][c]      for rows p in [lo, lo + rows)
+ *   dx[b][q][c] = sum_k w[k][c] dy[b][q - (k - 2) dil][c]      every row
+ *   dw[k][c]    = sum over b, p of dy[b][p][c] x[b][p + (k - 2) dil][c]     (overwritten)
+ * with taps outside [0, L) left out. x, y, dx, dy: (B, L, D), w, dw: (5, D). Rows of y outside
+ * [lo, lo + rows) but within 2 dil of them may be overwritten too. On its first use on a
+ * device, the CUDA implementation checks each of the three against the host on a small problem
+ * and fails (naming the error) if they disagree. */
+int pai_gpu_dwconv_lib(pai_gpu *g, float *y, const float *x, const float *w, int B, int L, int D,
+                       int dil, int lo, int rows) PAI_WUR;
+int pai_gpu_dwconv_lib_dx(pai_gpu *g, float *dx, const float *dy, const float *w, int B, int L,
+                          int D, int dil) PAI_WUR;
+int pai_gpu_dwconv_lib_dw(pai_gpu *g, float *dw, const float *dy, const float *x, int B, int L,
+                          int D, int dil) PAI_WUR;
+/* 1 when PAI_DWCONV=cudnn (read once; "kernel", the default, or unset: 0). */
+int pai_dwconv_lib_wanted(void);
+
 /* Launchers of the element-wise kernels of model/gpu_kernels.h (see gpu_kernel_list.h):
  * pai_gpu_<name>(g, n, args...) runs pai_k_<name>(i, args...) for every i < n, queued on the
  * stream. */

@@ -7,7 +7,9 @@
  * with bias/ReLU epilogues, float32 accumulation, and an algorithm cache keyed by shape. */
 #include <cublasLt.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
 #include <dlfcn.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +63,51 @@ static int lt_load(void) {
   return 0;
 }
 
+/* ---- cuDNN, opened at run time (only for PAI_DWCONV=cudnn) --------------------------------- */
+#define DNN_FUNCS(X)                                                                         \
+  X(cudnnCreate) X(cudnnDestroy) X(cudnnSetStream) X(cudnnGetErrorString) X(cudnnGetVersion) \
+  X(cudnnCreateTensorDescriptor) X(cudnnDestroyTensorDescriptor) X(cudnnSetTensor4dDescriptor) \
+  X(cudnnCreateFilterDescriptor) X(cudnnDestroyFilterDescriptor) X(cudnnSetFilter4dDescriptor) \
+  X(cudnnCreateConvolutionDescriptor) X(cudnnDestroyConvolutionDescriptor)                   \
+  X(cudnnSetConvolution2dDescriptor) X(cudnnSetConvolutionGroupCount)                        \
+  X(cudnnSetConvolutionMathType) X(cudnnGetConvolutionForwardAlgorithm_v7)                   \
+  X(cudnnGetConvolutionForwardWorkspaceSize) X(cudnnConvolutionForward)                      \
+  X(cudnnGetConvolutionBackwardDataAlgorithm_v7)                                             \
+  X(cudnnGetConvolutionBackwardDataWorkspaceSize) X(cudnnConvolutionBackwardData)            \
+  X(cudnnGetConvolutionBackwardFilterAlgorithm_v7)                                           \
+  X(cudnnGetConvolutionBackwardFilterWorkspaceSize) X(cudnnConvolutionBackwardFilter)
+
+static struct {
+#define DNN_FIELD(f) decltype(&::f) f;
+  DNN_FUNCS(DNN_FIELD)
+#undef DNN_FIELD
+  void *lib;
+} dnn;
+
+static int dnn_load(void) {
+  if (dnn.lib) return 0;
+  char name[64];
+  snprintf(name, sizeof name, "libcudnn.so.%d", CUDNN_MAJOR);
+  void *lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    PAI_ERR("cannot load %s (cuDNN, asked for by PAI_DWCONV=cudnn): %s; install it, add its "
+            "folder to LD_LIBRARY_PATH, or unset PAI_DWCONV",
+            name, dlerror());
+    return PAI_ERR_RUNTIME;
+  }
+#define DNN_SYM(f)                                                         \
+  dnn.f = (decltype(&::f))dlsym(lib, #f);                                 \
+  if (!dnn.f) {                                                            \
+    PAI_ERR("%s has no symbol %s: a cuDNN older than the build's?", name, #f); \
+    dlclose(lib);                                                          \
+    return PAI_ERR_RUNTIME;                                                \
+  }
+  DNN_FUNCS(DNN_SYM)
+#undef DNN_SYM
+  dnn.lib = lib;
+  return 0;
+}
+
 /* ---- errors ------------------------------------------------------------------------------- */
 static int cuda_fail(cudaError_t e, const char *what, const char *where) {
   cudaGetLastError();
@@ -101,6 +148,12 @@ struct pai_gpu {
   int n_allocs, cap_allocs;
   struct { algo_key key; cublasLtMatmulAlgo_t algo; int ok; } cache[ALGO_CACHE];
   int n_cache;
+  cudnnHandle_t dnn;       /* cuDNN, opened on the first library convolution */
+  int dnn_checked;         /* 1: the self-check passed; -1: it is running */
+  float *dnn_w, *dnn_dw;   /* (D, 5) filters in cuDNN's layout, for dnn_d channels */
+  int dnn_d;
+  void *dnn_ws;            /* cuDNN's workspace, grown on demand */
+  size_t dnn_ws_bytes;
   pai_gpu_profile *prof;   /* PAI_GPU_PROFILE=1: device time per call (model/gpu_profile.h) */
   cudaEvent_t ev[2];
   int depth;               /* profiled calls in progress (only the outermost is counted) */
@@ -194,6 +247,7 @@ extern "C" void pai_gpu_close(pai_gpu *g) {
   cudaSetDevice(g->device);
   if (g->stream) cudaStreamSynchronize(g->stream);
   pai_gpu_profile_report(g->prof, g->name, stderr);
+  if (g->dnn) dnn.cudnnDestroy(g->dnn);
   for (int i = 0; i < 2; i++)
     if (g->ev[i]) cudaEventDestroy(g->ev[i]);
   for (int i = 0; i < g->n_allocs; i++) cudaFree(g->allocs[i].p);
@@ -477,3 +531,301 @@ static int launched(const char *what) {
     return prof_end(g, outer, #name, launched(#name));                               \
   }
 PAI_GPU_KERNELS(CUDA_DEFINE)
+
+/* ---- the depthwise convolution through cuDNN (model/gpu.h, PAI_DWCONV=cudnn) --------------
+ * One sequence per call, as an NHWC image of height 1: N 1, C = D, W = the sequence's rows; the
+ * filter (D, 1, 1, 5) with D groups, the taps `dil` apart, zero padding of 2 dil on each side,
+ * float32 with FMA math only (no TF32). The (5, D) kernels of model/layers.h are transposed to
+ * cuDNN's (D, 5) and back. The fastest algorithm cuDNN's heuristics propose is used (for the
+ * filter gradient, the fastest deterministic one). */
+static int dnn_fail(cudnnStatus_t s, const char *what, const char *where) {
+  pai_log('E', where, "%s: cuDNN status %d: %s", what, (int)s, dnn.cudnnGetErrorString(s));
+  return PAI_ERR_RUNTIME;
+}
+#define DNN(call, what)                                                     \
+  do {                                                                      \
+    cudnnStatus_t dnn_rc_ = (call);                                         \
+    if (dnn_rc_ != CUDNN_STATUS_SUCCESS) return dnn_fail(dnn_rc_, what, __func__); \
+  } while (0)
+
+typedef struct {
+  cudnnTensorDescriptor_t x;   /* also the output's: the padding keeps the width */
+  cudnnFilterDescriptor_t w;
+  cudnnConvolutionDescriptor_t conv;
+} dnn_problem;
+
+static void dnn_problem_free(dnn_problem *pr) {
+  if (pr->x) dnn.cudnnDestroyTensorDescriptor(pr->x);
+  if (pr->w) dnn.cudnnDestroyFilterDescriptor(pr->w);
+  if (pr->conv) dnn.cudnnDestroyConvolutionDescriptor(pr->conv);
+}
+
+static int dnn_problem_init(dnn_problem *pr, int W, int D, int dil) {
+  memset(pr, 0, sizeof *pr);
+  DNN(dnn.cudnnCreateTensorDescriptor(&pr->x), "tensor descriptor");
+  DNN(dnn.cudnnSetTensor4dDescriptor(pr->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1, D, 1, W),
+      "tensor descriptor");
+  DNN(dnn.cudnnCreateFilterDescriptor(&pr->w), "filter descriptor");
+  DNN(dnn.cudnnSetFilter4dDescriptor(pr->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, D, 1, 1, 5),
+      "filter descriptor");
+  DNN(dnn.cudnnCreateConvolutionDescriptor(&pr->conv), "convolution descriptor");
+  DNN(dnn.cudnnSetConvolution2dDescriptor(pr->conv, 0, 2 * dil, 1, 1, 1, dil,
+                                          CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+      "convolution descriptor");
+  DNN(dnn.cudnnSetConvolutionGroupCount(pr->conv, D), "group count");
+  DNN(dnn.cudnnSetConvolutionMathType(pr->conv, CUDNN_FMA_MATH), "math type");
+  return 0;
+}
+
+static int dnn_workspace(pai_gpu *g, size_t bytes) {
+  if (bytes <= g->dnn_ws_bytes) return 0;
+  pai_gpu_free(g, g->dnn_ws);
+  g->dnn_ws_bytes = 0;
+  g->dnn_ws = pai_gpu_alloc(g, bytes, "cuDNN workspace");
+  if (!g->dnn_ws) return PAI_ERR_NOMEM;
+  g->dnn_ws_bytes = bytes;
+  return 0;
+}
+
+static int dnn_self_check(pai_gpu *g);
+
+/* cuDNN loaded, this device's handle on its stream, filter scratch for D channels, and the
+ * self-check passed. */
+static int dnn_ready(pai_gpu *g, int D) {
+  if (!g->dnn) {
+    PAI_TRY(dnn_load());
+    DNN(dnn.cudnnCreate(&g->dnn), "cudnnCreate");
+    DNN(dnn.cudnnSetStream(g->dnn, g->stream), "cudnnSetStream");
+  }
+  if (g->dnn_d < D) {
+    pai_gpu_free(g, g->dnn_w);
+    pai_gpu_free(g, g->dnn_dw);
+    g->dnn_w = (float *)pai_gpu_alloc(g, (size_t)5 * D * sizeof(float), "cuDNN filters");
+    g->dnn_dw = (float *)pai_gpu_alloc(g, (size_t)5 * D * sizeof(float), "cuDNN filters");
+    if (!g->dnn_w || !g->dnn_dw) return PAI_ERR_NOMEM;
+    g->dnn_d = D;
+  }
+  if (g->dnn_checked == 0) {
+    g->dnn_checked = -1;
+    const int rc = dnn_self_check(g);
+    g->dnn_checked = rc == 0 ? 1 : 0;
+    return rc;
+  }
+  return 0;
+}
+
+#define DNN_CANDIDATES 8
+
+static int dnn_y(pai_gpu *g, float *y, const float *x, const float *w, int B, int L, int D,
+                 int dil, int lo, int rows) {
+  PAI_TRY(dnn_ready(g, D));
+  PAI_TRY(pai_gpu_transpose(g, (int64_t)5 * D, g->dnn_w, w, 5, D));
+  /* the rows [lo, lo + rows) and the 2 dil on each side their taps read: inside the sequence,
+   * cuDNN's zero padding is never read for them; at its ends, it is the sequence's own */
+  const int a = lo - 2 * dil > 0 ? lo - 2 * dil : 0;
+  const int e = lo + rows + 2 * dil < L ? lo + rows + 2 * dil : L;
+  dnn_problem pr;
+  int rc = dnn_problem_init(&pr, e - a, D, dil), found = 0, pick = -1;
+  cudnnConvolutionFwdAlgoPerf_t perf[DNN_CANDIDATES];
+  size_t bytes = 0;
+  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+  if (rc == 0)
+    st = dnn.cudnnGetConvolutionForwardAlgorithm_v7(g->dnn, pr.x, pr.w, pr.conv, pr.x,
+                                                    DNN_CANDIDATES, &found, perf);
+  for (int i = 0; rc == 0 && st == CUDNN_STATUS_SUCCESS && i < found && pick < 0; i++)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS) pick = i;
+  if (rc == 0 && (st != CUDNN_STATUS_SUCCESS || pick < 0))
+    rc = st != CUDNN_STATUS_SUCCESS ? dnn_fail(st, "forward algorithm", __func__)
+                                    : (PAI_ERR("cuDNN has no forward algorithm for a depthwise "
+                                               "convolution of %d x %d, dilation %d",
+                                               e - a, D, dil),
+                                       PAI_ERR_RUNTIME);
+  if (rc == 0) {
+    st = dnn.cudnnGetConvolutionForwardWorkspaceSize(g->dnn, pr.x, pr.w, pr.conv, pr.x,
+                                                     perf[pick].algo, &bytes);
+    rc = st != CUDNN_STATUS_SUCCESS ? dnn_fail(st, "forward workspace", __func__)
+                                    : dnn_workspace(g, bytes);
+  }
+  const float one = 1.0f, zero = 0.0f;
+  for (int b = 0; rc == 0 && b < B; b++) {
+    const size_t at = ((size_t)b * L + a) * D;
+    st = dnn.cudnnConvolutionForward(g->dnn, &one, pr.x, x + at, pr.w, g->dnn_w, pr.conv,
+                                     perf[pick].algo, g->dnn_ws, bytes, &zero, pr.x, y + at);
+    if (st != CUDNN_STATUS_SUCCESS) rc = dnn_fail(st, "cudnnConvolutionForward", __func__);
+  }
+  dnn_problem_free(&pr);
+  return rc;
+}
+
+static int dnn_dx(pai_gpu *g, float *dx, const float *dy, const float *w, int B, int L, int D,
+                  int dil) {
+  PAI_TRY(dnn_ready(g, D));
+  PAI_TRY(pai_gpu_transpose(g, (int64_t)5 * D, g->dnn_w, w, 5, D));
+  dnn_problem pr;
+  int rc = dnn_problem_init(&pr, L, D, dil), found = 0, pick = -1;
+  cudnnConvolutionBwdDataAlgoPerf_t perf[DNN_CANDIDATES];
+  size_t bytes = 0;
+  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+  if (rc == 0)
+    st = dnn.cudnnGetConvolutionBackwardDataAlgorithm_v7(g->dnn, pr.w, pr.x, pr.conv, pr.x,
+                                                         DNN_CANDIDATES, &found, perf);
+  for (int i = 0; rc == 0 && st == CUDNN_STATUS_SUCCESS && i < found && pick < 0; i++)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS) pick = i;
+  if (rc == 0 && (st != CUDNN_STATUS_SUCCESS || pick < 0))
+    rc = st != CUDNN_STATUS_SUCCESS ? dnn_fail(st, "backward data algorithm", __func__)
+                                    : (PAI_ERR("cuDNN has no backward data algorithm for a "
+                                               "depthwise convolution of %d x %d, dilation %d",
+                                               L, D, dil),
+                                       PAI_ERR_RUNTIME);
+  if (rc == 0) {
+    st = dnn.cudnnGetConvolutionBackwardDataWorkspaceSize(g->dnn, pr.w, pr.x, pr.conv, pr.x,
+                                                          perf[pick].algo, &bytes);
+    rc = st != CUDNN_STATUS_SUCCESS ? dnn_fail(st, "backward data workspace", __func__)
+                                    : dnn_workspace(g, bytes);
+  }
+  const float one = 1.0f, zero = 0.0f;
+  for (int b = 0; rc == 0 && b < B; b++) {
+    const size_t at = (size_t)b * L * D;
+    st = dnn.cudnnConvolutionBackwardData(g->dnn, &one, pr.w, g->dnn_w, pr.x, dy + at, pr.conv,
+                                          perf[pick].algo, g->dnn_ws, bytes, &zero, pr.x,
+                                          dx + at);
+    if (st != CUDNN_STATUS_SUCCESS) rc = dnn_fail(st, "cudnnConvolutionBackwardData", __func__);
+  }
+  dnn_problem_free(&pr);
+  return rc;
+}
+
+static int dnn_dw(pai_gpu *g, float *dw, const float *dy, const float *x, int B, int L, int D,
+                  int dil) {
+  PAI_TRY(dnn_ready(g, D));
+  dnn_problem pr;
+  int rc = dnn_problem_init(&pr, L, D, dil), found = 0, pick = -1;
+  cudnnConvolutionBwdFilterAlgoPerf_t perf[DNN_CANDIDATES];
+  size_t bytes = 0;
+  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+  if (rc == 0)
+    st = dnn.cudnnGetConvolutionBackwardFilterAlgorithm_v7(g->dnn, pr.x, pr.x, pr.conv, pr.w,
+                                                           DNN_CANDIDATES, &found, perf);
+  /* the fastest deterministic algorithm, else the fastest */
+  for (int i = 0; rc == 0 && st == CUDNN_STATUS_SUCCESS && i < found; i++)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS &&
+        (pick < 0 || (perf[i].determinism == CUDNN_DETERMINISTIC &&
+                      perf[pick].determinism != CUDNN_DETERMINISTIC)))
+      pick = i;
+  if (rc == 0 && (st != CUDNN_STATUS_SUCCESS || pick < 0))
+    rc = st != CUDNN_STATUS_SUCCESS ? dnn_fail(st, "backward filter algorithm", __func__)
+                                    : (PAI_ERR("cuDNN has no backward filter algorithm for a "
+                                               "depthwise convolution of %d x %d, dilation %d",
+                                               L, D, dil),
+                                       PAI_ERR_RUNTIME);
+  if (rc == 0) {
+    st = dnn.cudnnGetConvolutionBackwardFilterWorkspaceSize(g->dnn, pr.x, pr.x, pr.conv, pr.w,
+                                                            perf[pick].algo, &bytes);
+    rc = st != CUDNN_STATUS_SUCCESS ? dnn_fail(st, "backward filter workspace", __func__)
+                                    : dnn_workspace(g, bytes);
+  }
+  const float one = 1.0f, zero = 0.0f;
+  for (int b = 0; rc == 0 && b < B; b++) { /* the sequences' sums accumulate: beta 1 after the first */
+    const size_t at = (size_t)b * L * D;
+    st = dnn.cudnnConvolutionBackwardFilter(g->dnn, &one, pr.x, x + at, pr.x, dy + at, pr.conv,
+                                            perf[pick].algo, g->dnn_ws, bytes, b ? &one : &zero,
+                                            pr.w, g->dnn_dw);
+    if (st != CUDNN_STATUS_SUCCESS)
+      rc = dnn_fail(st, "cudnnConvolutionBackwardFilter", __func__);
+  }
+  dnn_problem_free(&pr);
+  if (rc == 0) rc = pai_gpu_transpose(g, (int64_t)5 * D, dw, g->dnn_dw, D, 5);
+  return rc;
+}
+
+extern "C" int pai_gpu_dwconv_lib(pai_gpu *g, float *y, const float *x, const float *w, int B,
+                                  int L, int D, int dil, int lo, int rows) {
+  const int outer = prof_begin(g);
+  return prof_end(g, outer, "dwconv (cuDNN)", dnn_y(g, y, x, w, B, L, D, dil, lo, rows));
+}
+
+extern "C" int pai_gpu_dwconv_lib_dx(pai_gpu *g, float *dx, const float *dy, const float *w,
+                                     int B, int L, int D, int dil) {
+  const int outer = prof_begin(g);
+  return prof_end(g, outer, "dwconv dx (cuDNN)", dnn_dx(g, dx, dy, w, B, L, D, dil));
+}
+
+extern "C" int pai_gpu_dwconv_lib_dw(pai_gpu *g, float *dw, const float *dy, const float *x,
+                                     int B, int L, int D, int dil) {
+  const int outer = prof_begin(g);
+  return prof_end(g, outer, "dwconv dw (cuDNN)", dnn_dw(g, dw, dy, x, B, L, D, dil));
+}
+
+/* The three on a small problem (2 sequences of 40 rows, 8 channels, dilation 3, the rows
+ * [8, 37) for y: a window that starts inside the sequence and one clipped at its end), against the formulas of model/gpu.h evaluated on the host in double. cuDNN's
+ * float sums of at most 80 products agree to ~1e-6 of the values' scale; 1e-4 is allowed. */
+static int dnn_self_check(pai_gpu *g) {
+  enum { B = 2, L = 40, D = 8, DIL = 3, LO = 8, ROWS = 29, N = B * L * D };
+  static float x[N], dy[N], w[5 * D], y[N], dx[N], dw[5 * D];
+  uint32_t state = 12345;
+  for (int i = 0; i < N + N + 5 * D; i++) {
+    state = state * 1664525u + 1013904223u;
+    const float v = (float)(state >> 8) / (float)(1u << 24) - 0.5f;
+    if (i < N) x[i] = v;
+    else if (i < 2 * N) dy[i - N] = v;
+    else w[i - 2 * N] = v;
+  }
+  float *dev = (float *)pai_gpu_alloc(g, (size_t)(4 * N + 10 * D) * sizeof(float), "self-check");
+  if (!dev) return PAI_ERR_NOMEM;
+  float *dx_d = dev, *dy_d = dev + N, *x_d = dev + 2 * N, *y_d = dev + 3 * N, *w_d = dev + 4 * N,
+        *dw_d = w_d + 5 * D;
+  int rc = pai_gpu_upload(g, x_d, x, sizeof x);
+  if (rc == 0) rc = pai_gpu_upload(g, dy_d, dy, sizeof dy);
+  if (rc == 0) rc = pai_gpu_upload(g, w_d, w, sizeof w);
+  if (rc == 0) rc = dnn_y(g, y_d, x_d, w_d, B, L, D, DIL, LO, ROWS);
+  if (rc == 0) rc = dnn_dx(g, dx_d, dy_d, w_d, B, L, D, DIL);
+  if (rc == 0) rc = dnn_dw(g, dw_d, dy_d, x_d, B, L, D, DIL);
+  if (rc == 0) rc = pai_gpu_download(g, y, y_d, sizeof y);
+  if (rc == 0) rc = pai_gpu_download(g, dx, dx_d, sizeof dx);
+  if (rc == 0) rc = pai_gpu_download(g, dw, dw_d, sizeof dw);
+  pai_gpu_free(g, dev);
+  if (rc < 0) return rc;
+  double worst = 0;
+  const char *which = "";
+  for (int b = 0; b < B; b++)
+    for (int p = 0; p < L; p++)
+      for (int c = 0; c < D; c++) {
+        double ry = 0, rx = 0;
+        for (int k = 0; k < 5; k++) {
+          const int q = p + (k - 2) * DIL, r = p - (k - 2) * DIL;
+          if (q >= 0 && q < L) ry += (double)w[k * D + c] * x[(b * L + q) * D + c];
+          if (r >= 0 && r < L) rx += (double)w[k * D + c] * dy[(b * L + r) * D + c];
+        }
+        const int at = (b * L + p) * D + c;
+        if (p >= LO && p < LO + ROWS && fabs(ry - y[at]) > worst) {
+          worst = fabs(ry - y[at]);
+          which = "forward";
+        }
+        if (fabs(rx - dx[at]) > worst) {
+          worst = fabs(rx - dx[at]);
+          which = "backward data";
+        }
+      }
+  for (int k = 0; k < 5; k++)
+    for (int c = 0; c < D; c++) {
+      double r = 0;
+      for (int b = 0; b < B; b++)
+        for (int p = 0; p < L; p++) {
+          const int q = p + (k - 2) * DIL;
+          if (q >= 0 && q < L) r += (double)dy[(b * L + p) * D + c] * x[(b * L + q) * D + c];
+        }
+      if (fabs(r - dw[k * D + c]) > worst) {
+        worst = fabs(r - dw[k * D + c]);
+        which = "backward filter";
+      }
+    }
+  if (worst > 1e-4) {
+    PAI_ERR("cuDNN %zu's depthwise convolution disagrees with the host on a test problem (%s: "
+            "error %.2e): unset PAI_DWCONV to use the hand-written kernels",
+            dnn.cudnnGetVersion(), which, worst);
+    return PAI_ERR_RUNTIME;
+  }
+  PAI_INFO("cuDNN %zu: depthwise convolution checked against the host (worst error %.1e)",
+           dnn.cudnnGetVersion(), worst);
+  return 0;
+}

@@ -200,6 +200,63 @@ static int gemm_run(pai_gpu *g, const pai_gemm *p) {
   return 0;
 }
 
+/* The library convolution of model/gpu.h, as its formulas read (double sums). */
+int pai_gpu_dwconv_lib(pai_gpu *g, float *y, const float *x, const float *w, int B, int L, int D,
+                       int dil, int lo, int rows) {
+  double t0 = 0;
+  const int outer = prof_begin(g, &t0);
+#pragma omp parallel for schedule(static)
+  for (int64_t br = 0; br < (int64_t)B * rows; br++) {
+    const int64_t b = br / rows, p = lo + br % rows;
+    for (int c = 0; c < D; c++) {
+      double acc = 0;
+      for (int k = 0; k < 5; k++) {
+        const int64_t q = p + (int64_t)(k - 2) * dil;
+        if (q >= 0 && q < L) acc += (double)w[k * D + c] * x[(b * L + q) * D + c];
+      }
+      y[(b * L + p) * D + c] = (float)acc;
+    }
+  }
+  return prof_end(g, outer, t0, "dwconv_lib", 0);
+}
+
+int pai_gpu_dwconv_lib_dx(pai_gpu *g, float *dx, const float *dy, const float *w, int B, int L,
+                          int D, int dil) {
+  double t0 = 0;
+  const int outer = prof_begin(g, &t0);
+#pragma omp parallel for schedule(static)
+  for (int64_t bq = 0; bq < (int64_t)B * L; bq++) {
+    const int64_t b = bq / L, q = bq % L;
+    for (int c = 0; c < D; c++) {
+      double acc = 0;
+      for (int k = 0; k < 5; k++) {
+        const int64_t p = q - (int64_t)(k - 2) * dil;
+        if (p >= 0 && p < L) acc += (double)w[k * D + c] * dy[(b * L + p) * D + c];
+      }
+      dx[bq * D + c] = (float)acc;
+    }
+  }
+  return prof_end(g, outer, t0, "dwconv_lib_dx", 0);
+}
+
+int pai_gpu_dwconv_lib_dw(pai_gpu *g, float *dw, const float *dy, const float *x, int B, int L,
+                          int D, int dil) {
+  double t0 = 0;
+  const int outer = prof_begin(g, &t0);
+#pragma omp parallel for schedule(static)
+  for (int kc = 0; kc < 5 * D; kc++) {
+    const int k = kc / D, c = kc % D;
+    double acc = 0;
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t p = 0; p < L; p++) {
+        const int64_t q = p + (int64_t)(k - 2) * dil;
+        if (q >= 0 && q < L) acc += (double)dy[(b * L + p) * D + c] * x[(b * L + q) * D + c];
+      }
+    dw[kc] = (float)acc;
+  }
+  return prof_end(g, outer, t0, "dwconv_lib_dw", 0);
+}
+
 #define EMUL_DEFINE(name, params, args)                               \
   int pai_gpu_##name(pai_gpu *g, int64_t n, PAI_UNPAREN params) {     \
     double t0 = 0;                                                    \

@@ -17,6 +17,12 @@
   X(dwconv, (float *m, const float *x, const float *ws, const float *wc, const float *bias,     \
              int D, int L, int dil, int lo, int rows),                                          \
     (m, x, ws, wc, bias, D, L, dil, lo, rows))                                                  \
+  X(dwconv_fix, (float *m, const float *x, const float *y, const float *wc, const float *bias,   \
+                 int D, int L, int dil, int lo, int rows),                                      \
+    (m, x, y, wc, bias, D, L, dil, lo, rows))                                                   \
+  X(add3, (float *m, const float *x, const float *y, const float *bias, int D),                 \
+    (m, x, y, bias, D))                                                                         \
+  X(transpose, (float *out, const float *in, int rows, int cols), (out, in, rows, cols))        \
   X(affine_pack, (void *out, int out_bf16, const float *x, const float *scale,                  \
                   const float *shift, int D, int L, int lo, int rows),                          \
     (out, out_bf16, x, scale, shift, D, L, lo, rows))                                           \

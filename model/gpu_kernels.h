@@ -80,6 +80,40 @@ PAI_DEV void pai_k_dwconv(int64_t i, float *PAI_RESTRICT m, const float *PAI_RES
   m[(b * L + p) * D + c] = xb[p * D + c] + acc;
 }
 
+/* The same layer when a library computed the taps' products: y[b][p] = sum over taps inside
+ * the sequence of ws[k] x[q] (model/gpu.h, pai_gpu_dwconv_lib); this adds the residual, the
+ * bias and the folded BN1 shift's taps:  m[p] = x[p] + y[p] + b + sum over those taps of wc[k].
+ * Rows [lo, lo + rows); x, y, m: (B, L, D). */
+PAI_DEV void pai_k_dwconv_fix(int64_t i, float *PAI_RESTRICT m, const float *PAI_RESTRICT x,
+                              const float *PAI_RESTRICT y, const float *PAI_RESTRICT wc,
+                              const float *PAI_RESTRICT bias, int D, int L, int dil, int lo,
+                              int rows) {
+  const int c = (int)(i % D);
+  const int64_t br = i / D;
+  const int64_t b = br / rows, p = lo + br % rows;
+  float acc = bias[c];
+  for (int k = 0; k < 5; k++) {
+    const int64_t q = p + (int64_t)(k - 2) * dil;
+    if (q >= 0 && q < L) acc += wc[k * D + c];
+  }
+  const int64_t at = (b * L + p) * D + c;
+  m[at] = x[at] + y[at] + acc;
+}
+
+/* m[i] = x[i] + y[i] + bias[i % D]: the training layer's residual and bias around a library's
+ * convolution. */
+PAI_DEV void pai_k_add3(int64_t i, float *PAI_RESTRICT m, const float *PAI_RESTRICT x,
+                        const float *PAI_RESTRICT y, const float *PAI_RESTRICT bias, int D) {
+  m[i] = x[i] + y[i] + bias[i % D];
+}
+
+/* out (cols, rows) = in (rows, cols) transposed. */
+PAI_DEV void pai_k_transpose(int64_t i, float *PAI_RESTRICT out, const float *PAI_RESTRICT in,
+                             int rows, int cols) {
+  const int64_t r = i % rows, c = i / rows;
+  out[i] = in[r * cols + c];
+}
+
 /* Per-channel affine map of rows [lo, lo + rows) of x (B, L, D) into the packed matrix
  * out (B * rows, D), as float32 (out_bf16 == 0) or bf16: the input of a dense layer.
  *   out[b * rows + r][c] = x[b][lo + r][c] * scale[c] + shift[c]   (scale NULL: 1, shift NULL: 0) */

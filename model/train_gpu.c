@@ -40,6 +40,7 @@ struct pai_trainer_gpu {
   void *ds;              /* (rows, 4D) dense type */
   double *part, *sums;   /* MAX_CHUNKS x width, width */
   float *coef;           /* (3 D) */
+  float *dwl;            /* (5 D): the library's kernel gradient (PAI_DWCONV=cudnn), else NULL */
   double *host_sums;     /* width: staging for an MPI communicator */
   float *host_scale;     /* (max_batch) each sample's loss-gradient factor (0: weight 0) */
   double *host_loss;     /* (max_batch x MAX_CHUNKS) the loss's chunk sums */
@@ -153,6 +154,7 @@ int pai_trainer_gpu_init(pai_trainer *t, const pai_backend *be) {
   TAKE(s->part, (size_t)MAX_CHUNKS * s->width * sizeof(double), "partial sums");
   TAKE(s->sums, s->width * sizeof(double), "sums");
   TAKE(s->coef, 3 * D * sizeof(float), "coefficients");
+  if (pai_dwconv_lib_wanted()) TAKE(s->dwl, 5 * D * sizeof(float), "kernel gradient");
 #undef TAKE
   if (!ok) {
     PAI_ERR("the GPU cannot hold training for %zu sequences of %d positions (model_dim %zu, "
@@ -283,8 +285,14 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
                        dev_p(t, P, bp->bn1_var)));
     PAI_TRY(pai_gpu_bn_apply(g, rows * D, s->nb, 0, x, st, dev_p(t, P, bp->bn1_gamma),
                              dev_p(t, P, bp->bn1_beta), D));
-    PAI_TRY(pai_gpu_dwconv_train(g, rows * D, m, x, s->nb, dev_p(t, P, bp->dw_kernel),
-                                 dev_p(t, P, bp->dw_bias), L, D, pai_dilation(i)));
+    if (s->dwl) { /* the library's taps into dg (free until the backward pass), then the rest */
+      PAI_TRY(pai_gpu_dwconv_lib(g, s->dg, s->nb, dev_p(t, P, bp->dw_kernel), B, L, D,
+                                 pai_dilation(i), 0, L));
+      PAI_TRY(pai_gpu_add3(g, rows * D, m, x, s->dg, dev_p(t, P, bp->dw_bias), D));
+    } else {
+      PAI_TRY(pai_gpu_dwconv_train(g, rows * D, m, x, s->nb, dev_p(t, P, bp->dw_kernel),
+                                   dev_p(t, P, bp->dw_bias), L, D, pai_dilation(i)));
+    }
     PAI_TRY(bn_forward(t, m, rows, global_rows, st + 2 * D, dev_p(t, P, bp->bn2_mean),
                        dev_p(t, P, bp->bn2_var)));
     PAI_TRY(pai_gpu_bn_apply(g, rows * D, s->gin, bf, m, st + 2 * D, dev_p(t, P, bp->bn2_gamma),
@@ -395,13 +403,21 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
     PAI_TRY(pai_gpu_bn_apply(g, rows * D, s->nb, 0, x, st, dev_p(t, P, bp->bn1_gamma),
                              dev_p(t, P, bp->bn1_beta), D));
     const int dil = pai_dilation(i);
-    PAI_TRY(pai_gpu_dwconv_dh(g, rows * D, s->dg, s->da, dev_p(t, P, bp->dw_kernel), L, D, dil));
-    const chunking ch = chunks_for(rows);
-    PAI_TRY(pai_gpu_dwgrad_part(g, ch.n_chunks * 6 * D, s->part, s->da, s->nb, rows, L, D, dil,
-                                ch.chunk));
-    PAI_TRY(finish_sums(s, ch, 6 * D));
-    PAI_TRY(pai_gpu_add_f64(g, 5 * D, dev_g(t, Gh, gb->dw_kernel), s->sums));
-    PAI_TRY(pai_gpu_add_f64(g, D, dev_g(t, Gh, gb->dw_bias), s->sums + 5 * D));
+    if (s->dwl) { /* the library's input and kernel gradients (float sums); the bias's here */
+      PAI_TRY(pai_gpu_dwconv_lib_dx(g, s->dg, s->da, dev_p(t, P, bp->dw_kernel), B, L, D, dil));
+      PAI_TRY(pai_gpu_dwconv_lib_dw(g, s->dwl, s->da, s->nb, B, L, D, dil));
+      PAI_TRY(pai_gpu_accumulate(g, 5 * D, dev_g(t, Gh, gb->dw_kernel), s->dwl, 0));
+      PAI_TRY(colsum_into(s, dev_g(t, Gh, gb->dw_bias), s->da, 0, rows, D));
+    } else {
+      PAI_TRY(pai_gpu_dwconv_dh(g, rows * D, s->dg, s->da, dev_p(t, P, bp->dw_kernel), L, D,
+                                dil));
+      const chunking ch = chunks_for(rows);
+      PAI_TRY(pai_gpu_dwgrad_part(g, ch.n_chunks * 6 * D, s->part, s->da, s->nb, rows, L, D,
+                                  dil, ch.chunk));
+      PAI_TRY(finish_sums(s, ch, 6 * D));
+      PAI_TRY(pai_gpu_add_f64(g, 5 * D, dev_g(t, Gh, gb->dw_kernel), s->sums));
+      PAI_TRY(pai_gpu_add_f64(g, D, dev_g(t, Gh, gb->dw_bias), s->sums + 5 * D));
+    }
     /* da becomes d loss / d layer_i: the residual path plus BN1's backward */
     PAI_TRY(bn_backward(t, s->da, s->dg, x, rows, global_rows, st, dev_p(t, P, bp->bn1_gamma),
                         dev_g(t, Gh, gb->bn1_gamma), dev_g(t, Gh, gb->bn1_beta)));

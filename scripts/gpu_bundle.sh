@@ -5,8 +5,8 @@
 #   mkdir -p /tmp/pai && tar xf OUT.tar.xz -C /tmp/pai && . /tmp/pai/env.sh
 #   python3 tests/test_gpu_forward.py --bin /tmp/pai/bin     (from the repository; or
 #   bench/run_gpu.sh, which does this and the benchmarks)
-# cuBLASLt and NCCL are not packed (hundreds of MiB, opened at run time): env.sh adds the lib
-# folders of pip's nvidia-cublas and nvidia-nccl packages (as PyTorch installs them) to
+# cuBLASLt, cuDNN and NCCL are not packed (hundreds of MiB, opened at run time): env.sh adds the
+# lib folders of pip's nvidia-cublas, -cudnn and -nccl packages (as PyTorch installs them) to
 # LD_LIBRARY_PATH when python3 finds them. glibc and libstdc++ are taken from the machine
 # (which must be at least as new as the build's).
 set -euo pipefail
@@ -54,7 +54,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export PATH="$here/bin:$here/ompi/bin:$PATH"
 export OPAL_PREFIX="$here/ompi"
 export OMPI_MCA_mca_base_component_show_load_errors=0
-nv=$(python3 -c 'import os, nvidia; print(" ".join(os.path.join(p, d, "lib") for p in nvidia.__path__ for d in ("cublas", "nccl", "cu13")))' 2>/dev/null || true)
+nv=$(python3 -c 'import os, nvidia; print(" ".join(os.path.join(p, d, "lib") for p in nvidia.__path__ for d in ("cublas", "cudnn", "nccl", "cu13")))' 2>/dev/null || true)
 for d in $nv; do [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; done
 export LD_LIBRARY_PATH="$here/lib:${LD_LIBRARY_PATH:-}"
 EOF

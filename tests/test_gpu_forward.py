@@ -7,8 +7,8 @@ compares every head output with the float64 reference of REFERENCE.md section 2,
      transposes and leading dimensions as cuBLASLt would read them, bf16 rounding) runs on any
      machine. Always run; once more with PAI_GPU_PLAIN_GEMM=1, through the plain dense kernel
      the runtimes fall back on where cuBLASLt has no algorithm.
-  2. on a GPU: the real `pmodel` with CUDA, cuBLASLt and the kernels. Skipped, with a message,
-     when no GPU is visible.
+  2. on a GPU: the real `pmodel` with CUDA, cuBLASLt and the kernels, and with cuDNN's
+     convolution (PAI_DWCONV=cudnn). Skipped, with a message, when no GPU is visible.
 Each in fp32 and bf16 precision. Also checks that bf16 really differs from fp32 (the option is
 honoured) and that an unknown precision is refused; and the profile PAI_GPU_PROFILE=1 prints
 (model/gpu_profile.h): its call counts against the forward's structure (one stem per batch,
@@ -108,6 +108,10 @@ def main():
         for precision in ("fp32", "bf16"):
             run_backend(ck, emul, tmp, "emulated plain gemm", precision)
         del os.environ["PAI_GPU_PLAIN_GEMM"]
+        os.environ["PAI_DWCONV"] = "cudnn"
+        for precision in ("fp32", "bf16"):
+            run_backend(ck, emul, tmp, "emulated cudnn conv", precision)
+        del os.environ["PAI_DWCONV"]
         diff = max(float(np.abs(a[j] - b[j]).max())
                    for a, b in zip(results["fp32"], results["bf16"]) for j in a if j in b)
         ck.check(diff > 0, f"emulated bf16 differs from fp32 (max difference {diff:.2e})")
@@ -123,6 +127,10 @@ def main():
         if real_gpus(pmodel):
             for precision in ("fp32", "bf16"):
                 run_backend(ck, pmodel, tmp, "GPU", precision)
+            os.environ["PAI_DWCONV"] = "cudnn"
+            for precision in ("fp32", "bf16"):
+                run_backend(ck, pmodel, tmp, "GPU cudnn conv", precision)
+            del os.environ["PAI_DWCONV"]
     return ck.finish()
 
 

@@ -11,9 +11,12 @@ in two settings:
      so the trainer's code above model/gpu.h is checked on any machine; the rank checks run with
      --comm mpi (sums staged through host memory) and --comm nccl (the emulation's stand-in); one
      Part B case also runs through the plain dense kernel (PAI_GPU_PLAIN_GEMM=1), the runtimes'
-     fallback where cuBLASLt has no algorithm.
-  2. on a GPU: the real `train_step` (CUDA, cuBLASLt, NCCL): Part B, NCCL with one rank and the
-     MPI path with two ranks on one GPU. Skipped, with a message, when no GPU is visible.
+     fallback where cuBLASLt has no algorithm; and Part B once more with PAI_DWCONV=cudnn (the
+     depthwise convolution and its gradients through the library functions of model/gpu.h,
+     which the emulation computes from their formulas).
+  2. on a GPU: the real `train_step` (CUDA, cuBLASLt, NCCL): Part B (also with cuDNN's
+     convolution, PAI_DWCONV=cudnn), NCCL with one rank and the MPI path with two ranks on one
+     GPU. Skipped, with a message, when no GPU is visible.
 `pfinetune`'s learning check of tests/test_pfinetune.py (the frozen backbone's twin forward and
 its shortcut layers through the GPU forward; fp32; validation losses against the reference
 within 1e-4), and `ptrain` end to end (shards, sampler, optimizer, validation through the GPU forward): 2 epochs
@@ -173,6 +176,9 @@ def main():
         TG.run_case(ck, emul, sub, case, seed=3)
         TG.EXTRA_ARGS = []
         del os.environ["PAI_GPU_PLAIN_GEMM"]
+        os.environ["PAI_DWCONV"] = "cudnn"
+        part_b(ck, emul, tmp, "emulated fp32 cudnn conv", ["--precision", "fp32"])
+        del os.environ["PAI_DWCONV"]
         ranks(ck, emul, "emulated, comm mpi", ["--precision", "fp32", "--comm", "mpi"])
         ranks(ck, emul, "emulated, comm nccl", ["--precision", "fp32", "--comm", "nccl"])
         bf16_case(ck, emul, tmp, "emulated")
@@ -192,6 +198,9 @@ def main():
         n = real_gpus(pmodel)
         if n:
             part_b(ck, exe, tmp, "GPU fp32", ["--precision", "fp32"])
+            os.environ["PAI_DWCONV"] = "cudnn"
+            part_b(ck, exe, tmp, "GPU fp32 cudnn conv", ["--precision", "fp32"])
+            del os.environ["PAI_DWCONV"]
             ranks(ck, exe, "GPU, comm mpi", ["--precision", "fp32", "--comm", "mpi"])
             if n >= 2:
                 ranks(ck, exe, "GPU, comm nccl", ["--precision", "fp32", "--comm", "nccl"])
