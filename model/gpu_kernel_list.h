@@ -45,14 +45,15 @@
   X(bn_apply, (void *out, int out_bf16, const float *x, const float *stat, const float *gamma,  \
                const float *beta, int D),                                                       \
     (out, out_bf16, x, stat, gamma, beta, D))                                                   \
-  X(dwconv_train, (float *m, const float *x, const float *h, const float *w, const float *bias, \
-                   int L, int D, int dil),                                                      \
-    (m, x, h, w, bias, L, D, dil))                                                              \
+  X(dwconv_train, (float *m, const float *x, const float *stat, const float *gamma,             \
+                   const float *beta, const float *w, const float *bias, int L, int D, int dil), \
+    (m, x, stat, gamma, beta, w, bias, L, D, dil))                                              \
   X(dwconv_dh, (float *dh, const float *dm, const float *w, int L, int D, int dil),             \
     (dh, dm, w, L, D, dil))                                                                     \
-  X(dwgrad_part, (double *part, const float *dm, const float *h, int64_t rows, int L, int D,    \
-                  int dil, int64_t chunk),                                                      \
-    (part, dm, h, rows, L, D, dil, chunk))                                                      \
+  X(dwgrad_part, (double *part, const float *dm, const float *x, const float *stat,             \
+                  const float *gamma, const float *beta, int64_t rows, int L, int D, int dil,    \
+                  int64_t chunk),                                                               \
+    (part, dm, x, stat, gamma, beta, rows, L, D, dil, chunk))                                   \
   X(stemgrad_part, (double *part, const uint8_t *codes, const float *a0, const float *da,       \
                     int64_t rows, int D, int64_t chunk),                                        \
     (part, codes, a0, da, rows, D, chunk))                                                      \

@@ -228,10 +228,19 @@ PAI_DEV void pai_k_bn_apply(int64_t i, void *out, int out_bf16, const float *x,
   pai_k_store(out, out_bf16, i, (x[i] - stat[c]) * stat[D + c] * gamma[c] + beta[c]);
 }
 
-/* Depthwise conv over B sequences of L rows with the residual (training: every row):
- *   m[r] = x[r] + bias + sum_k w[k] h[r + (k - 2) dil], taps inside the sequence only. */
+/* Batch norm 1 applied as the taps read their rows, exactly as pai_k_bn_apply computes it. */
+PAI_DEV float pai_k_bn_at(const float *x, int64_t at, int c, const float *stat,
+                          const float *gamma, const float *beta, int D) {
+  return (x[at] - stat[c]) * stat[D + c] * gamma[c] + beta[c];
+}
+
+/* Depthwise conv over B sequences of L rows with the residual (training: every row), batch
+ * norm 1 fused in (h is never stored):
+ *   m[r] = x[r] + bias + sum_k w[k] h[r + (k - 2) dil], taps inside the sequence only,
+ *   h = (x - mean) istd gamma + beta   (stat: mean (D), istd (D)). */
 PAI_DEV void pai_k_dwconv_train(int64_t i, float *PAI_RESTRICT m, const float *PAI_RESTRICT x,
-                                const float *PAI_RESTRICT h, const float *PAI_RESTRICT w,
+                                const float *PAI_RESTRICT stat, const float *PAI_RESTRICT gamma,
+                                const float *PAI_RESTRICT beta, const float *PAI_RESTRICT w,
                                 const float *PAI_RESTRICT bias, int L, int D, int dil) {
   const int c = (int)(i % D);
   const int64_t r = i / D;
@@ -240,7 +249,7 @@ PAI_DEV void pai_k_dwconv_train(int64_t i, float *PAI_RESTRICT m, const float *P
   for (int k = 0; k < 5; k++) {
     const int off = (k - 2) * dil;
     if (p + off < 0 || p + off >= L) continue;
-    acc += w[k * D + c] * h[(r + off) * D + c];
+    acc += w[k * D + c] * pai_k_bn_at(x, (r + off) * D + c, c, stat, gamma, beta, D);
   }
   m[i] = acc;
 }
@@ -261,8 +270,10 @@ PAI_DEV void pai_k_dwconv_dh(int64_t i, float *PAI_RESTRICT dh, const float *PAI
 }
 
 /* Its kernel and bias gradients, chunk sums of width 6D: slot k < 5: sum_r h[r + off_k] dm[r]
- * (taps inside the sequence), slot 5: sum_r dm[r]. Elements: n_chunks x 6D. */
-PAI_DEV void pai_k_dwgrad_part(int64_t i, double *part, const float *dm, const float *h,
+ * (taps inside the sequence; h = batch norm 1 of x, computed here as in pai_k_dwconv_train),
+ * slot 5: sum_r dm[r]. Elements: n_chunks x 6D. */
+PAI_DEV void pai_k_dwgrad_part(int64_t i, double *part, const float *dm, const float *x,
+                               const float *stat, const float *gamma, const float *beta,
                                int64_t rows, int L, int D, int dil, int64_t chunk) {
   const int w = (int)(i % (6 * D)), k = w / D, c = w % D;
   const int64_t ch = i / (6 * D), r1 = (ch + 1) * chunk < rows ? (ch + 1) * chunk : rows;
@@ -274,7 +285,8 @@ PAI_DEV void pai_k_dwgrad_part(int64_t i, double *part, const float *dm, const f
       continue;
     }
     const int p = (int)(r % L);
-    if (p + off >= 0 && p + off < L) s += (double)h[(r + off) * D + c] * dm[r * D + c];
+    if (p + off >= 0 && p + off < L)
+      s += (double)pai_k_bn_at(x, (r + off) * D + c, c, stat, gamma, beta, D) * dm[r * D + c];
   }
   part[i] = s;
 }

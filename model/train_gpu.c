@@ -35,7 +35,8 @@ struct pai_trainer_gpu {
   float **head_relu;     /* [n_short]: (B O, T) */
   float *pred, *dpred;   /* (B O, T) */
   void *hin, *dpre16;    /* (B O, D), (B O, T) dense type */
-  float *nb, *da, *dg;   /* (rows, D) */
+  float *da, *dg;        /* (rows, D) */
+  float *nb;             /* (rows, D): batch norm 1 stored, for PAI_DWCONV=cudnn only */
   void *gin, *da16;      /* (rows, D) dense type */
   void *ds;              /* (rows, 4D) dense type */
   double *part, *sums;   /* MAX_CHUNKS x width, width */
@@ -145,7 +146,6 @@ int pai_trainer_gpu_init(pai_trainer *t, const pai_backend *be) {
   TAKE(s->dpred, ho * T * sizeof(float), "prediction gradients");
   TAKE(s->hin, ho * D * dts, "head inputs");
   TAKE(s->dpre16, ho * T * dts, "head gradients");
-  TAKE(s->nb, rows * D * sizeof(float), "scratch");
   TAKE(s->da, rows * D * sizeof(float), "scratch");
   TAKE(s->dg, rows * D * sizeof(float), "scratch");
   TAKE(s->gin, rows * D * dts, "scratch");
@@ -154,7 +154,10 @@ int pai_trainer_gpu_init(pai_trainer *t, const pai_backend *be) {
   TAKE(s->part, (size_t)MAX_CHUNKS * s->width * sizeof(double), "partial sums");
   TAKE(s->sums, s->width * sizeof(double), "sums");
   TAKE(s->coef, 3 * D * sizeof(float), "coefficients");
-  if (pai_dwconv_lib_wanted()) TAKE(s->dwl, 5 * D * sizeof(float), "kernel gradient");
+  if (pai_dwconv_lib_wanted()) { /* batch norm 1's output, which the library reads */
+    TAKE(s->nb, rows * D * sizeof(float), "scratch");
+    TAKE(s->dwl, 5 * D * sizeof(float), "kernel gradient");
+  }
 #undef TAKE
   if (!ok) {
     PAI_ERR("the GPU cannot hold training for %zu sequences of %d positions (model_dim %zu, "
@@ -283,14 +286,15 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
     float *m = s->mid[i], *out = s->act[i + 1];
     PAI_TRY(bn_forward(t, x, rows, global_rows, st, dev_p(t, P, bp->bn1_mean),
                        dev_p(t, P, bp->bn1_var)));
-    PAI_TRY(pai_gpu_bn_apply(g, rows * D, s->nb, 0, x, st, dev_p(t, P, bp->bn1_gamma),
-                             dev_p(t, P, bp->bn1_beta), D));
-    if (s->dwl) { /* the library's taps into dg (free until the backward pass), then the rest */
+    const float *g1 = dev_p(t, P, bp->bn1_gamma), *b1 = dev_p(t, P, bp->bn1_beta);
+    if (s->dwl) { /* batch norm 1 into nb, the library's taps into dg (free until the backward
+                   * pass), then the rest */
+      PAI_TRY(pai_gpu_bn_apply(g, rows * D, s->nb, 0, x, st, g1, b1, D));
       PAI_TRY(pai_gpu_dwconv_lib(g, s->dg, s->nb, dev_p(t, P, bp->dw_kernel), B, L, D,
                                  pai_dilation(i), 0, L));
       PAI_TRY(pai_gpu_add3(g, rows * D, m, x, s->dg, dev_p(t, P, bp->dw_bias), D));
-    } else {
-      PAI_TRY(pai_gpu_dwconv_train(g, rows * D, m, x, s->nb, dev_p(t, P, bp->dw_kernel),
+    } else { /* one kernel: batch norm 1, taps, residual and bias */
+      PAI_TRY(pai_gpu_dwconv_train(g, rows * D, m, x, st, g1, b1, dev_p(t, P, bp->dw_kernel),
                                    dev_p(t, P, bp->dw_bias), L, D, pai_dilation(i)));
     }
     PAI_TRY(bn_forward(t, m, rows, global_rows, st + 2 * D, dev_p(t, P, bp->bn2_mean),
@@ -400,20 +404,20 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
     PAI_TRY(bn_backward(t, s->da, s->dg, m, rows, global_rows, st + 2 * D,
                         dev_p(t, P, bp->bn2_gamma), dev_g(t, Gh, gb->bn2_gamma),
                         dev_g(t, Gh, gb->bn2_beta)));
-    PAI_TRY(pai_gpu_bn_apply(g, rows * D, s->nb, 0, x, st, dev_p(t, P, bp->bn1_gamma),
-                             dev_p(t, P, bp->bn1_beta), D));
     const int dil = pai_dilation(i);
+    const float *g1 = dev_p(t, P, bp->bn1_gamma), *b1 = dev_p(t, P, bp->bn1_beta);
     if (s->dwl) { /* the library's input and kernel gradients (float sums); the bias's here */
+      PAI_TRY(pai_gpu_bn_apply(g, rows * D, s->nb, 0, x, st, g1, b1, D));
       PAI_TRY(pai_gpu_dwconv_lib_dx(g, s->dg, s->da, dev_p(t, P, bp->dw_kernel), B, L, D, dil));
       PAI_TRY(pai_gpu_dwconv_lib_dw(g, s->dwl, s->da, s->nb, B, L, D, dil));
       PAI_TRY(pai_gpu_accumulate(g, 5 * D, dev_g(t, Gh, gb->dw_kernel), s->dwl, 0));
       PAI_TRY(colsum_into(s, dev_g(t, Gh, gb->dw_bias), s->da, 0, rows, D));
-    } else {
+    } else { /* batch norm 1 recomputed inside the kernel-gradient sums */
       PAI_TRY(pai_gpu_dwconv_dh(g, rows * D, s->dg, s->da, dev_p(t, P, bp->dw_kernel), L, D,
                                 dil));
       const chunking ch = chunks_for(rows);
-      PAI_TRY(pai_gpu_dwgrad_part(g, ch.n_chunks * 6 * D, s->part, s->da, s->nb, rows, L, D,
-                                  dil, ch.chunk));
+      PAI_TRY(pai_gpu_dwgrad_part(g, ch.n_chunks * 6 * D, s->part, s->da, x, st, g1, b1, rows,
+                                  L, D, dil, ch.chunk));
       PAI_TRY(finish_sums(s, ch, 6 * D));
       PAI_TRY(pai_gpu_add_f64(g, 5 * D, dev_g(t, Gh, gb->dw_kernel), s->sums));
       PAI_TRY(pai_gpu_add_f64(g, D, dev_g(t, Gh, gb->dw_bias), s->sums + 5 * D));
