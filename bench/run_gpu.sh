@@ -2,8 +2,8 @@
 # run_gpu.sh BUNDLE.tar.xz OUT_DIR PART... - the GPU checks and benchmarks, run from the
 # repository root on a machine with a GPU (BUNDLE from scripts/gpu_bundle.sh; each PART fits a
 # 10-minute slot):
-#   tests    test_comm, test_gpu_forward, test_gpu_train, test_gpu_precompute (their real-GPU
-#            parts run)
+#   tests    test_layers, test_comm, test_gpu_forward, test_gpu_train, test_gpu_precompute
+#            (their real-GPU parts run)
 #   bench    bench_forward (fp32, bf16; batch 1 and 4) and bench_train (bf16, batch 4) at the
 #            published size: 24 blocks, D 1024, L 20480, O 4096, 498 tracks; bf16 batch 4 once
 #            more with cuDNN's depthwise convolution (PAI_DWCONV=cudnn); then profiled runs
@@ -36,7 +36,7 @@ for part in "$@"; do
   header > "$log"
   case $part in
     tests)
-      for t in comm gpu_forward gpu_train gpu_precompute; do
+      for t in layers comm gpu_forward gpu_train gpu_precompute; do
         echo "=== test_$t" >> "$log"
         "$py" "tests/test_$t.py" --bin /tmp/pai/bin >> "$log" 2>&1
         echo "=== test_$t exit $?" >> "$log"
