@@ -12,6 +12,7 @@
  * in float32; the residual stream, batch norm, the depthwise conv, the heads' outputs, the loss
  * and all gradients stay float32. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,12 @@ struct pai_trainer_gpu {
   double *opt_part, *opt_host;   /* per-tensor chunk sums of squares, and their host copy */
   int64_t opt_parts;
   int resident;          /* 1: the GPU's P, m, v are the current ones (after a GPU step) */
+  /* Summing the gradient while the backward pass runs (NCCL, several ranks; plan_buckets):
+   * block i's range [bucket[i][0], bucket[i][1]) is started as soon as block i is done; the
+   * ranges no block covers (stem, heads, padding), rest[0 .. n_rest), at the end. */
+  int planned;           /* 0 not yet, 1 planned, -1 the layout does not allow it */
+  int64_t (*bucket)[2], (*rest)[2];
+  int n_rest;
 };
 
 #define OPT_CHUNK 65536   /* gradient values per partial sum of squares */
@@ -88,6 +95,8 @@ void pai_trainer_gpu_free(pai_trainer *t) {
   free(s->host_scale);
   free(s->host_loss);
   free(s->opt_host);
+  free(s->bucket);
+  free(s->rest);
   free(s);
   t->gpu = NULL;
 }
@@ -240,6 +249,63 @@ static int bn_backward(pai_trainer *t, float *dx, const float *dy, const float *
   return pai_gpu_bn_back_apply(s->g, rows * D, dx, dy, x, stat, s->coef, D);
 }
 
+/* ---- summing the gradient during the backward pass -------------------------------------------- */
+
+static int by_start(const void *a, const void *b) {
+  const int64_t x = ((const int64_t *)a)[0], y = ((const int64_t *)b)[0];
+  return (x > y) - (x < y);
+}
+
+/* Each block's range of the parameter buffer (params.def keeps a block's tensors together) and
+ * the ranges between them. s->planned = -1 when some other tensor lies inside a block's range
+ * (then the gradient is summed whole, at the end). */
+static int plan_buckets(struct pai_trainer_gpu *s, const pai_params *P, int N) {
+  s->bucket = malloc((size_t)N * sizeof *s->bucket);
+  s->rest = malloc(((size_t)N + 1) * sizeof *s->rest);
+  int64_t (*sorted)[2] = malloc((size_t)N * sizeof *sorted);
+  if (!s->bucket || !s->rest || !sorted) {
+    free(sorted);
+    PAI_ERR("out of memory");
+    return PAI_ERR_NOMEM;
+  }
+  for (int i = 0; i < N; i++) s->bucket[i][0] = INT64_MAX, s->bucket[i][1] = -1;
+  for (int k = 0; k < P->n_tensors; k++) {
+    int blk = -1;
+    if (sscanf(P->tensors[k].path, "/block_%d/", &blk) != 1 || blk < 0 || blk >= N) continue;
+    const int64_t lo = (int64_t)P->tensors[k].offset, hi = lo + (int64_t)P->tensors[k].n_elems;
+    if (lo < s->bucket[blk][0]) s->bucket[blk][0] = lo;
+    if (hi > s->bucket[blk][1]) s->bucket[blk][1] = hi;
+  }
+  s->planned = 1;
+  for (int i = 0; i < N; i++) {
+    if (s->bucket[i][1] < 0) s->planned = -1;
+    for (int k = 0; k < P->n_tensors && s->planned == 1; k++) {
+      int blk = -1;
+      if (sscanf(P->tensors[k].path, "/block_%d/", &blk) == 1 && blk == i) continue;
+      const int64_t lo = (int64_t)P->tensors[k].offset, hi = lo + (int64_t)P->tensors[k].n_elems;
+      if (lo < s->bucket[i][1] && hi > s->bucket[i][0]) s->planned = -1;
+    }
+    sorted[i][0] = s->bucket[i][0], sorted[i][1] = s->bucket[i][1];
+  }
+  if (s->planned == 1) {
+    qsort(sorted, (size_t)N, sizeof *sorted, by_start);
+    int64_t at = 0;
+    s->n_rest = 0;
+    for (int i = 0; i <= N; i++) {
+      const int64_t next = i < N ? sorted[i][0] : (int64_t)P->n_floats;
+      if (next > at) s->rest[s->n_rest][0] = at, s->rest[s->n_rest++][1] = next;
+      if (i < N) at = sorted[i][1];
+    }
+  }
+  free(sorted);
+  return 0;
+}
+
+/* 1 when this step sums the gradient block by block during the backward pass. */
+static int overlapped(const pai_trainer *t) {
+  return t->comm->size > 1 && comm_on_device(t) && t->gpu->planned == 1;
+}
+
 /* ---- the step ---------------------------------------------------------------------------------- */
 
 static int shortcut_index(const pai_config *c, int s) {
@@ -264,6 +330,7 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
   const size_t per = (size_t)O * T;
 
   if (!s->P) PAI_TRY(take_param_mirrors(s, P->n_floats));
+  if (!s->planned) PAI_TRY(plan_buckets(s, P, N));
   if (P->n_floats != s->n_params || Gh->n_floats != s->n_params) {
     PAI_ERR("training step: parameters of %zu floats, the trainer holds %zu", P->n_floats,
             s->n_params);
@@ -425,6 +492,10 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
     /* da becomes d loss / d layer_i: the residual path plus BN1's backward */
     PAI_TRY(bn_backward(t, s->da, s->dg, x, rows, global_rows, st, dev_p(t, P, bp->bn1_gamma),
                         dev_g(t, Gh, gb->bn1_gamma), dev_g(t, Gh, gb->bn1_beta)));
+    /* block i's gradient is complete: its sum over the ranks runs while the blocks below are */
+    if (overlapped(t))
+      PAI_TRY(pai_comm_sum_f32_start(t->comm, s->G + s->bucket[i][0],
+                                     (size_t)(s->bucket[i][1] - s->bucket[i][0])));
   }
   {
     const chunking ch = chunks_for(rows);
@@ -438,7 +509,14 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
   /* the gradient summed over the ranks; it and the moving statistics back to the host unless
    * the caller keeps them on the GPU for pai_trainer_step */
   const size_t gbytes = Gh->n_floats * sizeof(float);
-  if (comm_on_device(t)) {
+  if (overlapped(t)) { /* the blocks' sums are under way: the rest, then wait for all */
+    for (int r = 0; r < s->n_rest; r++)
+      PAI_TRY(pai_comm_sum_f32_start(t->comm, s->G + s->rest[r][0],
+                                     (size_t)(s->rest[r][1] - s->rest[r][0])));
+    PAI_TRY(pai_comm_wait_all(t->comm));
+    if (t->grad_stays_on_gpu) return 0;
+    PAI_TRY(pai_gpu_download(g, Gh->data, s->G, gbytes));
+  } else if (comm_on_device(t)) {
     PAI_TRY(pai_comm_sum_f32(t->comm, s->G, Gh->n_floats));
     if (t->grad_stays_on_gpu) return 0;
     PAI_TRY(pai_gpu_download(g, Gh->data, s->G, gbytes));

@@ -1,6 +1,13 @@
-/* comm_nccl.c - the NCCL implementation of comm.h: in-place ncclAllReduce over device buffers
- * on the caller's stream, which is then waited for (the sums are needed at once: batch-norm
- * statistics, or the gradient the optimizer reads next).
+/* comm_nccl.c - the NCCL implementation of comm.h: in-place ncclAllReduce over device buffers.
+ *
+ * Every sum runs on a stream of the communicator's own ("side"), after an event that orders it
+ * behind the work queued on the caller's stream so far: one stream for all of the
+ * communicator's operations, so they run in the order they were issued on every rank, while
+ * the caller's stream goes on. A plain sum is then waited for (batch-norm statistics are
+ * needed at once); a started one (pai_comm_sum_f32_start: a finished block's gradient, summed
+ * while the backward pass goes on through the blocks below) only at pai_comm_wait_all. Waiting
+ * polls NCCL's asynchronous errors, so that a failed peer aborts the communicator instead of
+ * leaving this rank waiting forever.
  *
  * One communicator per job: rank 0 makes the unique id and MPI broadcasts it. NCCL is opened
  * with dlopen on first use, as cuBLASLt is (model/gpu_cuda.cu): programs that never use a GPU
@@ -72,7 +79,9 @@ static int nccl_load(void) {
 
 typedef struct {
   ncclComm_t comm;
-  cudaStream_t stream;
+  cudaStream_t stream;   /* the caller's */
+  cudaStream_t side;     /* every NCCL operation's */
+  cudaEvent_t ready;     /* recorded on stream before each sum; side waits for it */
 } nccl_impl;
 
 /* The communicator's state after a non-blocking call: 1 done, 0 still in progress, < 0 failed
@@ -105,19 +114,25 @@ static int settle(nccl_impl *im, ncclResult_t r, const char *what) {
   return 0;
 }
 
-static int allreduce(pai_comm *c, void *buf, size_t n, ncclDataType_t type, const char *what) {
-  nccl_impl *im = c->impl;
+/* Queues the sum on the side stream, after the caller's stream's work so far. */
+static int enqueue(nccl_impl *im, void *buf, size_t n, ncclDataType_t type, const char *name) {
   if (!im->comm) {
     PAI_ERR("NCCL sum after the communicator was aborted");
     return PAI_ERR_RUNTIME;
   }
-  char name[64];
-  snprintf(name, sizeof name, "ncclAllReduce of %zu %s values", n, what);
-  PAI_TRY(settle(im, nc.AllReduce(buf, buf, n, type, ncclSum, im->comm, im->stream), name));
-  /* Wait for the sum, watching NCCL's asynchronous errors: a failed peer would otherwise leave
-   * this rank waiting on the stream forever. On one, the communicator is aborted. */
+  cudaError_t e = cudaEventRecord(im->ready, im->stream);
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(im->side, im->ready, 0);
+  if (e != cudaSuccess) {
+    PAI_ERR("%s: CUDA error %s", name, cudaGetErrorString(e));
+    return PAI_ERR_RUNTIME;
+  }
+  return settle(im, nc.AllReduce(buf, buf, n, type, ncclSum, im->comm, im->side), name);
+}
+
+/* Waits until the side stream is idle (every queued sum done). */
+static int drain(nccl_impl *im, const char *name) {
   cudaError_t e;
-  while ((e = cudaStreamQuery(im->stream)) == cudaErrorNotReady) {
+  while ((e = cudaStreamQuery(im->side)) == cudaErrorNotReady) {
     if (comm_state(im->comm, name) < 0) {
       PAI_ERR("aborting the NCCL communicator");
       nc.CommAbort(im->comm);
@@ -133,6 +148,22 @@ static int allreduce(pai_comm *c, void *buf, size_t n, ncclDataType_t type, cons
   return 0;
 }
 
+static int allreduce(pai_comm *c, void *buf, size_t n, ncclDataType_t type, const char *what) {
+  nccl_impl *im = c->impl;
+  char name[64];
+  snprintf(name, sizeof name, "ncclAllReduce of %zu %s values", n, what);
+  PAI_TRY(enqueue(im, buf, n, type, name));
+  return drain(im, name);
+}
+
+static int sum_f32_start(pai_comm *c, float *buf, size_t n) {
+  char name[64];
+  snprintf(name, sizeof name, "ncclAllReduce of %zu float values", n);
+  return enqueue(c->impl, buf, n, ncclFloat32, name);
+}
+
+static int wait_all(pai_comm *c) { return drain(c->impl, "ncclAllReduce (started sums)"); }
+
 static int sum_f32(pai_comm *c, float *buf, size_t n) {
   return allreduce(c, buf, n, ncclFloat32, "float");
 }
@@ -147,6 +178,8 @@ static void nccl_free(pai_comm *c) {
    * communicator that fails to finalize is aborted by settle instead. */
   if (im && im->comm && settle(im, nc.CommFinalize(im->comm), "ncclCommFinalize") == 0)
     nc.CommDestroy(im->comm);
+  if (im && im->side) cudaStreamDestroy(im->side);
+  if (im && im->ready) cudaEventDestroy(im->ready);
   free(im);
   c->impl = NULL;
 }
@@ -164,7 +197,8 @@ static void init_cancel(void *arg) {
 
 int pai_comm_init_nccl(pai_comm *c, const pai_dist *d, void *stream) {
   *c = (pai_comm){.rank = d->rank, .size = d->size, .name = "nccl", .sum_f32 = sum_f32,
-                  .sum_f64 = sum_f64, .free = nccl_free};
+                  .sum_f64 = sum_f64, .sum_f32_start = sum_f32_start, .wait_all = wait_all,
+                  .free = nccl_free};
   nccl_impl *im = calloc(1, sizeof *im);
   int rc = im ? nccl_load() : PAI_ERR_NOMEM;
   if (!im) PAI_ERR("out of memory");
@@ -175,6 +209,11 @@ int pai_comm_init_nccl(pai_comm *c, const pai_dist *d, void *stream) {
             "ranks per node, or sum through MPI: --comm mpi)",
             d->local_size, gpus);
     rc = PAI_ERR_USAGE;
+  }
+  if (rc == 0 && (cudaStreamCreateWithFlags(&im->side, cudaStreamNonBlocking) != cudaSuccess ||
+                  cudaEventCreateWithFlags(&im->ready, cudaEventDisableTiming) != cudaSuccess)) {
+    PAI_ERR("creating the NCCL communicator's stream: %s", cudaGetErrorString(cudaGetLastError()));
+    rc = PAI_ERR_RUNTIME;
   }
   ncclUniqueId id = {{0}};
   if (rc == 0 && d->rank == 0) {
