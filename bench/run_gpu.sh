@@ -54,8 +54,8 @@ for part in "$@"; do
       echo "=== profiles (PAI_GPU_PROFILE=1: each call waited for; times are per call)" >> "$log"
       for conv in kernel cudnn; do
         echo "=== PAI_DWCONV=$conv" >> "$log"
-        PAI_DWCONV=$conv PAI_GPU_PROFILE=1 PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_forward 24 1024 20480 4096 498 4 1 >> "$log" 2>&1
-        PAI_DWCONV=$conv PAI_GPU_PROFILE=1 PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 1 >> "$log" 2>&1
+        PAI_DWCONV=$conv PAI_GPU_PROFILE=1 PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_forward 24 1024 20480 4096 498 4 3 >> "$log" 2>&1
+        PAI_DWCONV=$conv PAI_GPU_PROFILE=1 PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 3 >> "$log" 2>&1
       done ;;
     anchor)
       "$py" bench/torch_anchor.py --json "$out/torch_anchor.json" >> "$log" 2>&1 ;;

@@ -23,6 +23,7 @@ extern "C" {
 
 #define WORKSPACE_BYTES ((size_t)64 << 20)
 #define ALGO_CACHE 128
+#define DNN_PLANS 64
 
 /* ---- cuBLASLt, opened at run time ------------------------------------------------------- */
 #define LT_FUNCS(X)                                                                         \
@@ -152,6 +153,8 @@ struct pai_gpu {
   int dnn_checked;         /* 1: the self-check passed; -1: it is running */
   float *dnn_w, *dnn_dw;   /* (D, 5) filters in cuDNN's layout, for dnn_d channels */
   int dnn_d;
+  struct { int key[5]; int algo; size_t bytes; } dnn_plans[DNN_PLANS];   /* model/gpu_cuda.cu */
+  int n_dnn_plans;
   void *dnn_ws;            /* cuDNN's workspace, grown on demand */
   size_t dnn_ws_bytes;
   pai_gpu_profile *prof;   /* PAI_GPU_PROFILE=1: device time per call (model/gpu_profile.h) */
@@ -162,17 +165,23 @@ struct pai_gpu {
 /* 1 when this call is the outermost profiled one: its start is recorded on the stream. */
 static int prof_begin(pai_gpu *g) {
   if (!g->prof || g->depth++) return 0;
-  return cudaEventRecord(g->ev[0], g->stream) == cudaSuccess;
+  if (cudaEventRecord(g->ev[0], g->stream) == cudaSuccess) return 1;
+  cudaGetLastError();
+  return 0;
 }
 
 /* Records the call's end, waits for it, and adds the time between the two events. */
 static int prof_end(pai_gpu *g, int outer, const char *name, int rc) {
   if (g->prof) g->depth--;
   float ms = 0;
-  if (outer && rc == 0 && cudaEventRecord(g->ev[1], g->stream) == cudaSuccess &&
-      cudaEventSynchronize(g->ev[1]) == cudaSuccess &&
-      cudaEventElapsedTime(&ms, g->ev[0], g->ev[1]) == cudaSuccess)
-    pai_gpu_profile_add(g->prof, name, ms);
+  if (outer && rc == 0) {
+    if (cudaEventRecord(g->ev[1], g->stream) == cudaSuccess &&
+        cudaEventSynchronize(g->ev[1]) == cudaSuccess &&
+        cudaEventElapsedTime(&ms, g->ev[0], g->ev[1]) == cudaSuccess)
+      pai_gpu_profile_add(g->prof, name, ms);
+    else
+      cudaGetLastError();   /* a profiling failure is not the next launch's */
+  }
   return rc;
 }
 
@@ -533,11 +542,13 @@ static int launched(const char *what) {
 PAI_GPU_KERNELS(CUDA_DEFINE)
 
 /* ---- the depthwise convolution through cuDNN (model/gpu.h, PAI_DWCONV=cudnn) --------------
- * One sequence per call, as an NHWC image of height 1: N 1, C = D, W = the sequence's rows; the
- * filter (D, 1, 1, 5) with D groups, the taps `dil` apart, zero padding of 2 dil on each side,
- * float32 with FMA math only (no TF32). The (5, D) kernels of model/layers.h are transposed to
- * cuDNN's (D, 5) and back. The fastest algorithm cuDNN's heuristics propose is used (for the
- * filter gradient, the fastest deterministic one). */
+ * Sequences as NHWC images of height 1: N sequences, C = D, W = rows; the filter (D, 1, 1, 5)
+ * with D groups, the taps `dil` apart, zero padding of 2 dil on each side, float32 with FMA
+ * math only (no TF32). The (5, D) kernels of model/layers.h are transposed to cuDNN's (D, 5)
+ * and back. Whole sequences go as one batch of N = B; a row window of the forward (rows
+ * [lo, lo + rows) and the 2 dil around them) one sequence at a time, N = 1. Per problem
+ * (direction, N, W, D, dilation) the algorithms cuDNN's heuristics propose are tried in their
+ * order (for the gradients, deterministic ones first) and the first that runs is remembered. */
 static int dnn_fail(cudnnStatus_t s, const char *what, const char *where) {
   pai_log('E', where, "%s: cuDNN status %d: %s", what, (int)s, dnn.cudnnGetErrorString(s));
   return PAI_ERR_RUNTIME;
@@ -547,6 +558,9 @@ static int dnn_fail(cudnnStatus_t s, const char *what, const char *where) {
     cudnnStatus_t dnn_rc_ = (call);                                         \
     if (dnn_rc_ != CUDNN_STATUS_SUCCESS) return dnn_fail(dnn_rc_, what, __func__); \
   } while (0)
+
+enum { DNN_Y, DNN_DX, DNN_DW };
+static const char *const dnn_kind_name[] = {"forward", "backward data", "backward filter"};
 
 typedef struct {
   cudnnTensorDescriptor_t x;   /* also the output's: the padding keeps the width */
@@ -560,10 +574,10 @@ static void dnn_problem_free(dnn_problem *pr) {
   if (pr->conv) dnn.cudnnDestroyConvolutionDescriptor(pr->conv);
 }
 
-static int dnn_problem_init(dnn_problem *pr, int W, int D, int dil) {
+static int dnn_problem_init(dnn_problem *pr, int N, int W, int D, int dil) {
   memset(pr, 0, sizeof *pr);
   DNN(dnn.cudnnCreateTensorDescriptor(&pr->x), "tensor descriptor");
-  DNN(dnn.cudnnSetTensor4dDescriptor(pr->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1, D, 1, W),
+  DNN(dnn.cudnnSetTensor4dDescriptor(pr->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, N, D, 1, W),
       "tensor descriptor");
   DNN(dnn.cudnnCreateFilterDescriptor(&pr->w), "filter descriptor");
   DNN(dnn.cudnnSetFilter4dDescriptor(pr->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, D, 1, 1, 5),
@@ -588,18 +602,28 @@ static int dnn_workspace(pai_gpu *g, size_t bytes) {
 }
 
 static int dnn_self_check(pai_gpu *g);
+#define DNN_CHECK_D 8   /* the self-check's channels */
 
 /* cuDNN loaded, this device's handle on its stream, filter scratch for D channels, and the
- * self-check passed. */
+ * self-check passed. Called before a call is profiled, so that the one-time set-up is not
+ * counted as the call's time. */
 static int dnn_ready(pai_gpu *g, int D) {
   if (!g->dnn) {
     PAI_TRY(dnn_load());
+    CU(cudaSetDevice(g->device), "selecting the GPU for cuDNN");
     DNN(dnn.cudnnCreate(&g->dnn), "cudnnCreate");
-    DNN(dnn.cudnnSetStream(g->dnn, g->stream), "cudnnSetStream");
+    const cudnnStatus_t st = dnn.cudnnSetStream(g->dnn, g->stream);
+    if (st != CUDNN_STATUS_SUCCESS) { /* a handle on another stream would race with ours */
+      dnn.cudnnDestroy(g->dnn);
+      g->dnn = NULL;
+      return dnn_fail(st, "cudnnSetStream", __func__);
+    }
   }
+  if (D < DNN_CHECK_D) D = DNN_CHECK_D;   /* the self-check's problem uses the scratch too */
   if (g->dnn_d < D) {
     pai_gpu_free(g, g->dnn_w);
     pai_gpu_free(g, g->dnn_dw);
+    g->dnn_d = 0;
     g->dnn_w = (float *)pai_gpu_alloc(g, (size_t)5 * D * sizeof(float), "cuDNN filters");
     g->dnn_dw = (float *)pai_gpu_alloc(g, (size_t)5 * D * sizeof(float), "cuDNN filters");
     if (!g->dnn_w || !g->dnn_dw) return PAI_ERR_NOMEM;
@@ -616,151 +640,180 @@ static int dnn_ready(pai_gpu *g, int D) {
 
 #define DNN_CANDIDATES 8
 
+/* The algorithms to try for a problem, best first (gradients: deterministic ones first). */
+static int dnn_candidates(pai_gpu *g, int kind, const dnn_problem *pr, int *algos, int *n) {
+  int found = 0, det[DNN_CANDIDATES] = {0}, ok[DNN_CANDIDATES] = {0}, algo[DNN_CANDIDATES] = {0};
+  if (kind == DNN_Y) {
+    cudnnConvolutionFwdAlgoPerf_t perf[DNN_CANDIDATES];
+    DNN(dnn.cudnnGetConvolutionForwardAlgorithm_v7(g->dnn, pr->x, pr->w, pr->conv, pr->x,
+                                                   DNN_CANDIDATES, &found, perf),
+        "forward algorithms");
+    for (int i = 0; i < found; i++)
+      ok[i] = perf[i].status == CUDNN_STATUS_SUCCESS, algo[i] = (int)perf[i].algo, det[i] = 1;
+  } else if (kind == DNN_DX) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[DNN_CANDIDATES];
+    DNN(dnn.cudnnGetConvolutionBackwardDataAlgorithm_v7(g->dnn, pr->w, pr->x, pr->conv, pr->x,
+                                                        DNN_CANDIDATES, &found, perf),
+        "backward data algorithms");
+    for (int i = 0; i < found; i++)
+      ok[i] = perf[i].status == CUDNN_STATUS_SUCCESS, algo[i] = (int)perf[i].algo,
+      det[i] = perf[i].determinism == CUDNN_DETERMINISTIC;
+  } else {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[DNN_CANDIDATES];
+    DNN(dnn.cudnnGetConvolutionBackwardFilterAlgorithm_v7(g->dnn, pr->x, pr->x, pr->conv, pr->w,
+                                                          DNN_CANDIDATES, &found, perf),
+        "backward filter algorithms");
+    for (int i = 0; i < found; i++)
+      ok[i] = perf[i].status == CUDNN_STATUS_SUCCESS, algo[i] = (int)perf[i].algo,
+      det[i] = perf[i].determinism == CUDNN_DETERMINISTIC;
+  }
+  *n = 0;
+  for (int pass = 1; pass >= 0; pass--)
+    for (int i = 0; i < found; i++)
+      if (ok[i] && det[i] == pass) algos[(*n)++] = algo[i];
+  return 0;
+}
+
+static cudnnStatus_t dnn_ws_size(pai_gpu *g, int kind, const dnn_problem *pr, int algo,
+                                 size_t *bytes) {
+  if (kind == DNN_Y)
+    return dnn.cudnnGetConvolutionForwardWorkspaceSize(g->dnn, pr->x, pr->w, pr->conv, pr->x,
+                                                       (cudnnConvolutionFwdAlgo_t)algo, bytes);
+  if (kind == DNN_DX)
+    return dnn.cudnnGetConvolutionBackwardDataWorkspaceSize(
+        g->dnn, pr->w, pr->x, pr->conv, pr->x, (cudnnConvolutionBwdDataAlgo_t)algo, bytes);
+  return dnn.cudnnGetConvolutionBackwardFilterWorkspaceSize(
+      g->dnn, pr->x, pr->x, pr->conv, pr->w, (cudnnConvolutionBwdFilterAlgo_t)algo, bytes);
+}
+
+/* One direction over `seqs` calls `stride` floats apart (one call when N = B covers them):
+ *   Y: out = conv(in1)   DX: out = conv^T(in1)   DW: dnn_dw = sum of in1 (dy) x in2 (x). */
+static cudnnStatus_t dnn_exec(pai_gpu *g, int kind, const dnn_problem *pr, int algo, size_t bytes,
+                              float *out, const float *in1, const float *in2, int seqs,
+                              size_t stride) {
+  const float one = 1.0f, zero = 0.0f;
+  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+  for (int b = 0; b < seqs && st == CUDNN_STATUS_SUCCESS; b++) {
+    const size_t at = (size_t)b * stride;
+    if (kind == DNN_Y)
+      st = dnn.cudnnConvolutionForward(g->dnn, &one, pr->x, in1 + at, pr->w, g->dnn_w, pr->conv,
+                                       (cudnnConvolutionFwdAlgo_t)algo, g->dnn_ws, bytes, &zero,
+                                       pr->x, out + at);
+    else if (kind == DNN_DX)
+      st = dnn.cudnnConvolutionBackwardData(g->dnn, &one, pr->w, g->dnn_w, pr->x, in1 + at,
+                                            pr->conv, (cudnnConvolutionBwdDataAlgo_t)algo,
+                                            g->dnn_ws, bytes, &zero, pr->x, out + at);
+    else   /* the calls' sums accumulate: beta 1 after the first */
+      st = dnn.cudnnConvolutionBackwardFilter(g->dnn, &one, pr->x, in2 + at, pr->x, in1 + at,
+                                              pr->conv, (cudnnConvolutionBwdFilterAlgo_t)algo,
+                                              g->dnn_ws, bytes, b ? &one : &zero, pr->w,
+                                              g->dnn_dw);
+  }
+  return st;
+}
+
+/* Runs one direction with the remembered algorithm for its problem, or finds one. */
+static int dnn_conv(pai_gpu *g, int kind, int N, int W, int D, int dil, float *out,
+                    const float *in1, const float *in2, int seqs, size_t stride) {
+  dnn_problem pr;
+  int rc = dnn_problem_init(&pr, N, W, D, dil);
+  const int key[5] = {kind, N, W, D, dil};
+  int slot = -1;
+  for (int i = 0; rc == 0 && i < g->n_dnn_plans && slot < 0; i++)
+    if (!memcmp(g->dnn_plans[i].key, key, sizeof key)) slot = i;
+  if (rc == 0 && slot >= 0) {
+    const int algo = g->dnn_plans[slot].algo;
+    const size_t bytes = g->dnn_plans[slot].bytes;
+    rc = dnn_workspace(g, bytes);
+    const cudnnStatus_t st = rc == 0 ? dnn_exec(g, kind, &pr, algo, bytes, out, in1, in2, seqs,
+                                                stride)
+                                     : CUDNN_STATUS_SUCCESS;
+    if (st != CUDNN_STATUS_SUCCESS) rc = dnn_fail(st, dnn_kind_name[kind], __func__);
+    dnn_problem_free(&pr);
+    return rc;
+  }
+  int algos[2 * DNN_CANDIDATES], n = 0, done = 0;
+  cudnnStatus_t last = CUDNN_STATUS_NOT_SUPPORTED;
+  if (rc == 0) rc = dnn_candidates(g, kind, &pr, algos, &n);
+  for (int i = 0; rc == 0 && !done && i < n; i++) {
+    size_t bytes = 0;
+    last = dnn_ws_size(g, kind, &pr, algos[i], &bytes);
+    if (last != CUDNN_STATUS_SUCCESS) continue;
+    rc = dnn_workspace(g, bytes);
+    if (rc < 0) break;
+    last = dnn_exec(g, kind, &pr, algos[i], bytes, out, in1, in2, seqs, stride);
+    if (last == CUDNN_STATUS_SUCCESS) {
+      done = 1;
+      const int at = g->n_dnn_plans < DNN_PLANS ? g->n_dnn_plans++ : (W + dil) % DNN_PLANS;
+      memcpy(g->dnn_plans[at].key, key, sizeof key);
+      g->dnn_plans[at].algo = algos[i];
+      g->dnn_plans[at].bytes = bytes;
+    } else if (last / 1000 != CUDNN_STATUS_NOT_SUPPORTED / 1000 &&
+               last / 1000 != CUDNN_STATUS_BAD_PARAM / 1000) {
+      rc = dnn_fail(last, dnn_kind_name[kind], __func__);   /* not a refusal: an error */
+    }
+  }
+  if (rc == 0 && !done) {
+    PAI_ERR("cuDNN runs no %s algorithm for a depthwise convolution of %d x %d x %d, dilation "
+            "%d (%d tried; last status %d: %s): unset PAI_DWCONV",
+            dnn_kind_name[kind], N, W, D, dil, n, (int)last, dnn.cudnnGetErrorString(last));
+    rc = PAI_ERR_RUNTIME;
+  }
+  dnn_problem_free(&pr);
+  return rc;
+}
+
 static int dnn_y(pai_gpu *g, float *y, const float *x, const float *w, int B, int L, int D,
                  int dil, int lo, int rows) {
-  PAI_TRY(dnn_ready(g, D));
   PAI_TRY(pai_gpu_transpose(g, (int64_t)5 * D, g->dnn_w, w, 5, D));
   /* the rows [lo, lo + rows) and the 2 dil on each side their taps read: inside the sequence,
    * cuDNN's zero padding is never read for them; at its ends, it is the sequence's own */
   const int a = lo - 2 * dil > 0 ? lo - 2 * dil : 0;
   const int e = lo + rows + 2 * dil < L ? lo + rows + 2 * dil : L;
-  dnn_problem pr;
-  int rc = dnn_problem_init(&pr, e - a, D, dil), found = 0, pick = -1;
-  cudnnConvolutionFwdAlgoPerf_t perf[DNN_CANDIDATES];
-  size_t bytes = 0;
-  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
-  if (rc == 0)
-    st = dnn.cudnnGetConvolutionForwardAlgorithm_v7(g->dnn, pr.x, pr.w, pr.conv, pr.x,
-                                                    DNN_CANDIDATES, &found, perf);
-  for (int i = 0; rc == 0 && st == CUDNN_STATUS_SUCCESS && i < found && pick < 0; i++)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS) pick = i;
-  if (rc == 0 && (st != CUDNN_STATUS_SUCCESS || pick < 0))
-    rc = st != CUDNN_STATUS_SUCCESS ? dnn_fail(st, "forward algorithm", __func__)
-                                    : (PAI_ERR("cuDNN has no forward algorithm for a depthwise "
-                                               "convolution of %d x %d, dilation %d",
-                                               e - a, D, dil),
-                                       PAI_ERR_RUNTIME);
-  if (rc == 0) {
-    st = dnn.cudnnGetConvolutionForwardWorkspaceSize(g->dnn, pr.x, pr.w, pr.conv, pr.x,
-                                                     perf[pick].algo, &bytes);
-    rc = st != CUDNN_STATUS_SUCCESS ? dnn_fail(st, "forward workspace", __func__)
-                                    : dnn_workspace(g, bytes);
-  }
-  const float one = 1.0f, zero = 0.0f;
-  for (int b = 0; rc == 0 && b < B; b++) {
-    const size_t at = ((size_t)b * L + a) * D;
-    st = dnn.cudnnConvolutionForward(g->dnn, &one, pr.x, x + at, pr.w, g->dnn_w, pr.conv,
-                                     perf[pick].algo, g->dnn_ws, bytes, &zero, pr.x, y + at);
-    if (st != CUDNN_STATUS_SUCCESS) rc = dnn_fail(st, "cudnnConvolutionForward", __func__);
-  }
-  dnn_problem_free(&pr);
-  return rc;
+  if (a == 0 && e == L)   /* whole sequences: one batch */
+    return dnn_conv(g, DNN_Y, B, L, D, dil, y, x, NULL, 1, 0);
+  const size_t at = (size_t)a * D;
+  return dnn_conv(g, DNN_Y, 1, e - a, D, dil, y + at, x + at, NULL, B, (size_t)L * D);
 }
 
 static int dnn_dx(pai_gpu *g, float *dx, const float *dy, const float *w, int B, int L, int D,
                   int dil) {
-  PAI_TRY(dnn_ready(g, D));
   PAI_TRY(pai_gpu_transpose(g, (int64_t)5 * D, g->dnn_w, w, 5, D));
-  dnn_problem pr;
-  int rc = dnn_problem_init(&pr, L, D, dil), found = 0, pick = -1;
-  cudnnConvolutionBwdDataAlgoPerf_t perf[DNN_CANDIDATES];
-  size_t bytes = 0;
-  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
-  if (rc == 0)
-    st = dnn.cudnnGetConvolutionBackwardDataAlgorithm_v7(g->dnn, pr.w, pr.x, pr.conv, pr.x,
-                                                         DNN_CANDIDATES, &found, perf);
-  for (int i = 0; rc == 0 && st == CUDNN_STATUS_SUCCESS && i < found && pick < 0; i++)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS) pick = i;
-  if (rc == 0 && (st != CUDNN_STATUS_SUCCESS || pick < 0))
-    rc = st != CUDNN_STATUS_SUCCESS ? dnn_fail(st, "backward data algorithm", __func__)
-                                    : (PAI_ERR("cuDNN has no backward data algorithm for a "
-                                               "depthwise convolution of %d x %d, dilation %d",
-                                               L, D, dil),
-                                       PAI_ERR_RUNTIME);
-  if (rc == 0) {
-    st = dnn.cudnnGetConvolutionBackwardDataWorkspaceSize(g->dnn, pr.w, pr.x, pr.conv, pr.x,
-                                                          perf[pick].algo, &bytes);
-    rc = st != CUDNN_STATUS_SUCCESS ? dnn_fail(st, "backward data workspace", __func__)
-                                    : dnn_workspace(g, bytes);
-  }
-  const float one = 1.0f, zero = 0.0f;
-  for (int b = 0; rc == 0 && b < B; b++) {
-    const size_t at = (size_t)b * L * D;
-    st = dnn.cudnnConvolutionBackwardData(g->dnn, &one, pr.w, g->dnn_w, pr.x, dy + at, pr.conv,
-                                          perf[pick].algo, g->dnn_ws, bytes, &zero, pr.x,
-                                          dx + at);
-    if (st != CUDNN_STATUS_SUCCESS) rc = dnn_fail(st, "cudnnConvolutionBackwardData", __func__);
-  }
-  dnn_problem_free(&pr);
-  return rc;
+  return dnn_conv(g, DNN_DX, B, L, D, dil, dx, dy, NULL, 1, 0);
 }
 
 static int dnn_dw(pai_gpu *g, float *dw, const float *dy, const float *x, int B, int L, int D,
                   int dil) {
-  PAI_TRY(dnn_ready(g, D));
-  dnn_problem pr;
-  int rc = dnn_problem_init(&pr, L, D, dil), found = 0, pick = -1;
-  cudnnConvolutionBwdFilterAlgoPerf_t perf[DNN_CANDIDATES];
-  size_t bytes = 0;
-  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
-  if (rc == 0)
-    st = dnn.cudnnGetConvolutionBackwardFilterAlgorithm_v7(g->dnn, pr.x, pr.x, pr.conv, pr.w,
-                                                           DNN_CANDIDATES, &found, perf);
-  /* the fastest deterministic algorithm, else the fastest */
-  for (int i = 0; rc == 0 && st == CUDNN_STATUS_SUCCESS && i < found; i++)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS &&
-        (pick < 0 || (perf[i].determinism == CUDNN_DETERMINISTIC &&
-                      perf[pick].determinism != CUDNN_DETERMINISTIC)))
-      pick = i;
-  if (rc == 0 && (st != CUDNN_STATUS_SUCCESS || pick < 0))
-    rc = st != CUDNN_STATUS_SUCCESS ? dnn_fail(st, "backward filter algorithm", __func__)
-                                    : (PAI_ERR("cuDNN has no backward filter algorithm for a "
-                                               "depthwise convolution of %d x %d, dilation %d",
-                                               L, D, dil),
-                                       PAI_ERR_RUNTIME);
-  if (rc == 0) {
-    st = dnn.cudnnGetConvolutionBackwardFilterWorkspaceSize(g->dnn, pr.x, pr.x, pr.conv, pr.w,
-                                                            perf[pick].algo, &bytes);
-    rc = st != CUDNN_STATUS_SUCCESS ? dnn_fail(st, "backward filter workspace", __func__)
-                                    : dnn_workspace(g, bytes);
-  }
-  const float one = 1.0f, zero = 0.0f;
-  for (int b = 0; rc == 0 && b < B; b++) { /* the sequences' sums accumulate: beta 1 after the first */
-    const size_t at = (size_t)b * L * D;
-    st = dnn.cudnnConvolutionBackwardFilter(g->dnn, &one, pr.x, x + at, pr.x, dy + at, pr.conv,
-                                            perf[pick].algo, g->dnn_ws, bytes, b ? &one : &zero,
-                                            pr.w, g->dnn_dw);
-    if (st != CUDNN_STATUS_SUCCESS)
-      rc = dnn_fail(st, "cudnnConvolutionBackwardFilter", __func__);
-  }
-  dnn_problem_free(&pr);
-  if (rc == 0) rc = pai_gpu_transpose(g, (int64_t)5 * D, dw, g->dnn_dw, D, 5);
-  return rc;
+  PAI_TRY(dnn_conv(g, DNN_DW, B, L, D, dil, NULL, dy, x, 1, 0));
+  return pai_gpu_transpose(g, (int64_t)5 * D, dw, g->dnn_dw, D, 5);
 }
 
 extern "C" int pai_gpu_dwconv_lib(pai_gpu *g, float *y, const float *x, const float *w, int B,
                                   int L, int D, int dil, int lo, int rows) {
+  PAI_TRY(dnn_ready(g, D));
   const int outer = prof_begin(g);
-  return prof_end(g, outer, "dwconv (cuDNN)", dnn_y(g, y, x, w, B, L, D, dil, lo, rows));
+  return prof_end(g, outer, "dwconv lib", dnn_y(g, y, x, w, B, L, D, dil, lo, rows));
 }
 
 extern "C" int pai_gpu_dwconv_lib_dx(pai_gpu *g, float *dx, const float *dy, const float *w,
                                      int B, int L, int D, int dil) {
+  PAI_TRY(dnn_ready(g, D));
   const int outer = prof_begin(g);
-  return prof_end(g, outer, "dwconv dx (cuDNN)", dnn_dx(g, dx, dy, w, B, L, D, dil));
+  return prof_end(g, outer, "dwconv lib dx", dnn_dx(g, dx, dy, w, B, L, D, dil));
 }
 
 extern "C" int pai_gpu_dwconv_lib_dw(pai_gpu *g, float *dw, const float *dy, const float *x,
                                      int B, int L, int D, int dil) {
+  PAI_TRY(dnn_ready(g, D));
   const int outer = prof_begin(g);
-  return prof_end(g, outer, "dwconv dw (cuDNN)", dnn_dw(g, dw, dy, x, B, L, D, dil));
+  return prof_end(g, outer, "dwconv lib dw", dnn_dw(g, dw, dy, x, B, L, D, dil));
 }
 
 /* The three on a small problem (2 sequences of 40 rows, 8 channels, dilation 3, the rows
  * [8, 37) for y: a window that starts inside the sequence and one clipped at its end), against the formulas of model/gpu.h evaluated on the host in double. cuDNN's
  * float sums of at most 80 products agree to ~1e-6 of the values' scale; 1e-4 is allowed. */
 static int dnn_self_check(pai_gpu *g) {
-  enum { B = 2, L = 40, D = 8, DIL = 3, LO = 8, ROWS = 29, N = B * L * D };
+  enum { B = 2, L = 40, D = DNN_CHECK_D, DIL = 3, LO = 8, ROWS = 29, N = B * L * D };
   static float x[N], dy[N], w[5 * D], y[N], dx[N], dw[5 * D];
   uint32_t state = 12345;
   for (int i = 0; i < N + N + 5 * D; i++) {

@@ -217,7 +217,7 @@ int pai_gpu_dwconv_lib(pai_gpu *g, float *y, const float *x, const float *w, int
       y[(b * L + p) * D + c] = (float)acc;
     }
   }
-  return prof_end(g, outer, t0, "dwconv_lib", 0);
+  return prof_end(g, outer, t0, "dwconv lib", 0);
 }
 
 int pai_gpu_dwconv_lib_dx(pai_gpu *g, float *dx, const float *dy, const float *w, int B, int L,
@@ -236,7 +236,7 @@ int pai_gpu_dwconv_lib_dx(pai_gpu *g, float *dx, const float *dy, const float *w
       dx[bq * D + c] = (float)acc;
     }
   }
-  return prof_end(g, outer, t0, "dwconv_lib_dx", 0);
+  return prof_end(g, outer, t0, "dwconv lib dx", 0);
 }
 
 int pai_gpu_dwconv_lib_dw(pai_gpu *g, float *dw, const float *dy, const float *x, int B, int L,
@@ -254,7 +254,7 @@ int pai_gpu_dwconv_lib_dw(pai_gpu *g, float *dw, const float *dy, const float *x
       }
     dw[kc] = (float)acc;
   }
-  return prof_end(g, outer, t0, "dwconv_lib_dw", 0);
+  return prof_end(g, outer, t0, "dwconv lib dw", 0);
 }
 
 #define EMUL_DEFINE(name, params, args)                               \

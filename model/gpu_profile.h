@@ -1,8 +1,10 @@
 /* gpu_profile.h - where the GPU backend's time goes: per element-wise kernel and per
  * dense-layer shape, when the environment sets PAI_GPU_PROFILE=1.
  *
- * Both runtimes of model/gpu.h time each call (CUDA: events around the call, waited for at
- * once, so the profiled run is slower but each figure is the call's own device time; the host
+ * Both runtimes of model/gpu.h time each call (CUDA: events recorded on the stream around the
+ * call and waited for at once, so calls do not overlap and each figure is the time from the
+ * call's start to the end of its device work: its kernels, plus any host set-up during which
+ * the GPU waits, such as a library's algorithm choice at a shape's first use; the host
  * emulation: wall time) and add it here under the call's name; pai_gpu_close prints the table
  * on stderr, largest share first:
  *

@@ -17,9 +17,10 @@
  * The communicator is non-blocking (ncclConfig_t.blocking = 0): its set-up returns at once and
  * is polled, under pai_dist_await, so that a rank failing inside it (out of GPU memory, a
  * network it cannot open) stops the others' set-up too, where the blocking call would leave
- * them waiting for it forever. PAI_NCCL_TIMEOUT (seconds, default 600) bounds the set-up. Every
- * later call may also return ncclInProgress before its work is queued, so each is followed by
- * a poll of the communicator's state until the call has been carried out. */
+ * them waiting for it forever. PAI_NCCL_TIMEOUT (seconds, default 600) bounds the set-up and
+ * every later wait. Every later call may also return ncclInProgress before its work is queued,
+ * so each is followed by a poll of the communicator's state until the call has been carried
+ * out. */
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 #include <mpi.h>
@@ -73,8 +74,31 @@ static int nccl_load(void) {
     dlclose(lib);
     return PAI_ERR_RUNTIME;
   }
+  int version = 0;
+  if (nc.GetVersion(&version) != ncclSuccess || version < 21400) {
+    PAI_ERR("%s is NCCL version code %d: non-blocking communicators need 2.14 or newer", name,
+            version);
+    dlclose(lib);
+    return PAI_ERR_RUNTIME;
+  }
   nc.lib = lib;
   return 0;
+}
+
+/* PAI_NCCL_TIMEOUT: seconds any one wait on NCCL may take (default 600). */
+static double nccl_timeout(void) {
+  static double t = 0;
+  if (t == 0) {
+    t = 600;
+    const char *e = getenv("PAI_NCCL_TIMEOUT");
+    char *end = NULL;
+    const double v = e && *e ? strtod(e, &end) : 0;
+    if (e && *e && (*end || !(v > 0)))
+      PAI_WARN("PAI_NCCL_TIMEOUT=%s is not a number of seconds > 0: using %.0f", e, t);
+    else if (e && *e)
+      t = v;
+  }
+  return t;
 }
 
 typedef struct {
@@ -102,7 +126,13 @@ static int settle(nccl_impl *im, ncclResult_t r, const char *what) {
     PAI_ERR("%s: %s", what, nc.GetErrorString(r));
     st = PAI_ERR_RUNTIME;
   }
+  const double t0 = MPI_Wtime();
   while (st == 0) {
+    if (MPI_Wtime() - t0 > nccl_timeout()) {
+      PAI_ERR("%s: still in progress after %.0f s (PAI_NCCL_TIMEOUT)", what, nccl_timeout());
+      st = PAI_ERR_RUNTIME;
+      break;
+    }
     sched_yield();
     st = comm_state(im->comm, what);
   }
@@ -131,9 +161,16 @@ static int enqueue(nccl_impl *im, void *buf, size_t n, ncclDataType_t type, cons
 
 /* Waits until the side stream is idle (every queued sum done). */
 static int drain(nccl_impl *im, const char *name) {
+  if (!im->comm) {
+    PAI_ERR("%s: the NCCL communicator was aborted", name);
+    return PAI_ERR_RUNTIME;
+  }
+  const double t0 = MPI_Wtime();
   cudaError_t e;
   while ((e = cudaStreamQuery(im->side)) == cudaErrorNotReady) {
-    if (comm_state(im->comm, name) < 0) {
+    const int late = MPI_Wtime() - t0 > nccl_timeout();
+    if (late) PAI_ERR("%s: not done after %.0f s (PAI_NCCL_TIMEOUT)", name, nccl_timeout());
+    if (late || comm_state(im->comm, name) < 0) {
       PAI_ERR("aborting the NCCL communicator");
       nc.CommAbort(im->comm);
       im->comm = NULL;
@@ -234,6 +271,10 @@ int pai_comm_init_nccl(pai_comm *c, const pai_dist *d, void *stream) {
   if (d->size > 1 && MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
     PAI_ERR("broadcasting the NCCL id failed");
   } else {
+    /* Connections are made during the set-up, under pai_dist_await, rather than lazily at the
+     * first sum (NCCL 2.22's default), where a rank that cannot connect would fail outside it.
+     * A value the user set is kept. */
+    setenv("NCCL_RUNTIME_CONNECT", "0", 0);
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclResult_t r = nc.CommInitRankConfig(&im->comm, d->size, id, d->rank, &config);
@@ -243,9 +284,7 @@ int pai_comm_init_nccl(pai_comm *c, const pai_dist *d, void *stream) {
       init_cancel(im);   /* init_poll reports the failure to the other ranks */
     }
   }
-  const char *limit = getenv("PAI_NCCL_TIMEOUT");
-  const double timeout_s = limit && *limit ? atof(limit) : 600;
-  rc = pai_dist_await(d, init_poll, init_cancel, im, timeout_s);
+  rc = pai_dist_await(d, init_poll, init_cancel, im, nccl_timeout());
   if (rc < 0) {   /* some rank failed: abort, since a finalize would wait for it */
     init_cancel(im);
     nccl_free(c);

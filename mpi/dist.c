@@ -85,6 +85,16 @@ int pai_dist_sum_i64(const pai_dist *d, const int64_t *in, int64_t *out, int n) 
   return 0;
 }
 
+/* Inside pai_dist_await's exchange a failed MPI call cannot be agreed on (the peers are inside
+ * the same exchange and would wait for this rank), so it ends the job. */
+#define MPI_OR_ABORT(call)                                                       \
+  do {                                                                           \
+    if ((call) != MPI_SUCCESS) {                                                 \
+      PAI_ERR("%s failed inside the ranks' wait: ending the job", #call);        \
+      MPI_Abort(MPI_COMM_WORLD, 1);                                              \
+    }                                                                            \
+  } while (0)
+
 /* Polls until the operation finishes, fails, is reported failed by another rank (a message on
  * sig) or runs out of time. Returns 0, or the failure; *told is set when a message arrived. */
 static int await_local(int (*poll)(void *), void (*cancel)(void *), void *arg, double timeout_s,
@@ -97,7 +107,7 @@ static int await_local(int (*poll)(void *), void (*cancel)(void *), void *arg, d
     if (sig != MPI_COMM_NULL) {
       int done = 0;
       MPI_Status st;
-      MPI_CHECK(MPI_Test(req, &done, &st));
+      MPI_OR_ABORT(MPI_Test(req, &done, &st));
       if (done) {
         *told = 1;
         cancel(arg);
@@ -124,10 +134,10 @@ int pai_dist_await(const pai_dist *d, int (*poll)(void *), void (*cancel)(void *
    * ranks agree on how many failed, and each receives exactly that many (less its own). */
   enum { TAG = 1 };
   MPI_Comm sig;
-  MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &sig));
+  MPI_OR_ABORT(MPI_Comm_dup(MPI_COMM_WORLD, &sig));
   int msg = 0, told = 0;
   MPI_Request in;
-  MPI_CHECK(MPI_Irecv(&msg, 1, MPI_INT, MPI_ANY_SOURCE, TAG, sig, &in));
+  MPI_OR_ABORT(MPI_Irecv(&msg, 1, MPI_INT, MPI_ANY_SOURCE, TAG, sig, &in));
   int rc = await_local(poll, cancel, arg, timeout_s, sig, &in, &told);
   const int failed = rc < 0;
   MPI_Request *out = NULL;
@@ -140,20 +150,20 @@ int pai_dist_await(const pai_dist *d, int (*poll)(void *), void (*cancel)(void *
       MPI_Abort(MPI_COMM_WORLD, 1);
     }
     for (int r = 0; r < d->size; r++)
-      if (r != d->rank) MPI_CHECK(MPI_Isend(&one, 1, MPI_INT, r, TAG, sig, &out[sent++]));
+      if (r != d->rank) MPI_OR_ABORT(MPI_Isend(&one, 1, MPI_INT, r, TAG, sig, &out[sent++]));
   }
   int mine = (failed && !told) ? 1 : 0, senders = 0;
-  MPI_CHECK(MPI_Allreduce(&mine, &senders, 1, MPI_INT, MPI_SUM, sig));
+  MPI_OR_ABORT(MPI_Allreduce(&mine, &senders, 1, MPI_INT, MPI_SUM, sig));
   const int expected = senders - mine;
   if (!told && expected == 0) {
-    MPI_CHECK(MPI_Cancel(&in));
-    MPI_CHECK(MPI_Wait(&in, MPI_STATUS_IGNORE));
+    MPI_OR_ABORT(MPI_Cancel(&in));
+    MPI_OR_ABORT(MPI_Wait(&in, MPI_STATUS_IGNORE));
   } else if (!told) {
-    MPI_CHECK(MPI_Wait(&in, MPI_STATUS_IGNORE));
+    MPI_OR_ABORT(MPI_Wait(&in, MPI_STATUS_IGNORE));
   }
   for (int k = 1; k < expected; k++)
-    MPI_CHECK(MPI_Recv(&msg, 1, MPI_INT, MPI_ANY_SOURCE, TAG, sig, MPI_STATUS_IGNORE));
-  if (sent) MPI_CHECK(MPI_Waitall(sent, out, MPI_STATUSES_IGNORE));
+    MPI_OR_ABORT(MPI_Recv(&msg, 1, MPI_INT, MPI_ANY_SOURCE, TAG, sig, MPI_STATUS_IGNORE));
+  if (sent) MPI_OR_ABORT(MPI_Waitall(sent, out, MPI_STATUSES_IGNORE));
   free(out);
   MPI_Comm_free(&sig);
   return pai_dist_agree(d, rc);
