@@ -8,6 +8,8 @@
 #            published size: 24 blocks, D 1024, L 20480, O 4096, 498 tracks; bf16 batch 4 once
 #            more with cuDNN's depthwise convolution (PAI_DWCONV=cudnn); then profiled runs
 #            (PAI_GPU_PROFILE=1, the time per kernel and product), with each convolution
+#   cone     bench/run_precompute_gpu.sh: pprecompute vs naive twin scoring at the published
+#            size, one TSS, flank 500 (fp32; bf16 with cone batches of 16 and 64)
 #   anchor   bench/torch_anchor.py at the published size (PyTorch eager and torch.compile)
 # Logs go to OUT_DIR/<part>.log (and OUT_DIR/torch_anchor.json); the first lines of each name
 # the GPU and the library versions.
@@ -57,9 +59,14 @@ for part in "$@"; do
         PAI_DWCONV=$conv PAI_GPU_PROFILE=1 PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_forward 24 1024 20480 4096 498 4 3 >> "$log" 2>&1
         PAI_DWCONV=$conv PAI_GPU_PROFILE=1 PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 3 >> "$log" 2>&1
       done ;;
+    cone)
+      for args in "fp32 4 16" "bf16 8 16" "bf16 8 64"; do
+        # shellcheck disable=SC2086
+        bash bench/run_precompute_gpu.sh /tmp/pai/bin cuda $args >> "$log" 2>&1
+      done ;;
     anchor)
       "$py" bench/torch_anchor.py --json "$out/torch_anchor.json" >> "$log" 2>&1 ;;
-    *) echo "run_gpu.sh: unknown part '$part' (tests, bench, anchor)" >&2; exit 2 ;;
+    *) echo "run_gpu.sh: unknown part '$part' (tests, bench, cone, anchor)" >&2; exit 2 ;;
   esac
   echo "=== $part done $(date -u)" >> "$log"
 done
