@@ -50,6 +50,13 @@
     (m, x, stat, gamma, beta, w, bias, L, D, dil))                                              \
   X(dwconv_dh, (float *dh, const float *dm, const float *w, int L, int D, int dil),             \
     (dh, dm, w, L, D, dil))                                                                     \
+  X(dwconv_train_stats, (double *part, float *m, const float *x, const float *stat,             \
+                         const float *gamma, const float *beta, const float *w, const float *bias,\
+                         int64_t rows, int L, int D, int dil, int64_t chunk),                   \
+    (part, m, x, stat, gamma, beta, w, bias, rows, L, D, dil, chunk))                           \
+  X(dwconv_dh_stats, (double *part, float *dh, const float *dm, const float *w, const float *x,  \
+                      const float *stat, int64_t rows, int L, int D, int dil, int64_t chunk),   \
+    (part, dh, dm, w, x, stat, rows, L, D, dil, chunk))                                         \
   X(dwgrad_part, (double *part, const float *dm, const float *x, const float *stat,             \
                   const float *gamma, const float *beta, int64_t rows, int L, int D, int dil,    \
                   int64_t chunk),                                                               \

@@ -238,27 +238,52 @@ PAI_DEV float pai_k_bn_at(const float *x, int64_t at, int c, const float *stat,
  * norm 1 fused in (h is never stored):
  *   m[r] = x[r] + bias + sum_k w[k] h[r + (k - 2) dil], taps inside the sequence only,
  *   h = (x - mean) istd gamma + beta   (stat: mean (D), istd (D)). */
-PAI_DEV void pai_k_dwconv_train(int64_t i, float *PAI_RESTRICT m, const float *PAI_RESTRICT x,
-                                const float *PAI_RESTRICT stat, const float *PAI_RESTRICT gamma,
-                                const float *PAI_RESTRICT beta, const float *PAI_RESTRICT w,
-                                const float *PAI_RESTRICT bias, int L, int D, int dil) {
-  const int c = (int)(i % D);
-  const int64_t r = i / D;
+PAI_DEV float pai_k_dwconv_train_at(int64_t r, int c, const float *PAI_RESTRICT x,
+                                    const float *PAI_RESTRICT stat, const float *PAI_RESTRICT gamma,
+                                    const float *PAI_RESTRICT beta, const float *PAI_RESTRICT w,
+                                    const float *PAI_RESTRICT bias, int L, int D, int dil) {
   const int p = (int)(r % L);
-  float acc = x[i] + bias[c];
+  float acc = x[r * D + c] + bias[c];
   for (int k = 0; k < 5; k++) {
     const int off = (k - 2) * dil;
     if (p + off < 0 || p + off >= L) continue;
     acc += w[k * D + c] * pai_k_bn_at(x, (r + off) * D + c, c, stat, gamma, beta, D);
   }
-  m[i] = acc;
+  return acc;
+}
+
+PAI_DEV void pai_k_dwconv_train(int64_t i, float *PAI_RESTRICT m, const float *PAI_RESTRICT x,
+                                const float *PAI_RESTRICT stat, const float *PAI_RESTRICT gamma,
+                                const float *PAI_RESTRICT beta, const float *PAI_RESTRICT w,
+                                const float *PAI_RESTRICT bias, int L, int D, int dil) {
+  m[i] = pai_k_dwconv_train_at(i / D, (int)(i % D), x, stat, gamma, beta, w, bias, L, D, dil);
+}
+
+/* The same, one (chunk of rows, channel) per element, also summing what batch norm 2 needs
+ * from its output, as pai_k_bnsum_part would from m (same order, same values):
+ * part[ch][c] = sum m[r][c], part[ch][D + c] = sum m[r][c]^2. Elements: n_chunks x D. */
+PAI_DEV void pai_k_dwconv_train_stats(int64_t i, double *part, float *PAI_RESTRICT m,
+                                      const float *PAI_RESTRICT x, const float *PAI_RESTRICT stat,
+                                      const float *PAI_RESTRICT gamma,
+                                      const float *PAI_RESTRICT beta, const float *PAI_RESTRICT w,
+                                      const float *PAI_RESTRICT bias, int64_t rows, int L, int D,
+                                      int dil, int64_t chunk) {
+  const int c = (int)(i % D);
+  const int64_t ch = i / D, r1 = (ch + 1) * chunk < rows ? (ch + 1) * chunk : rows;
+  double s = 0, q = 0;
+  for (int64_t r = ch * chunk; r < r1; r++) {
+    const float v = pai_k_dwconv_train_at(r, c, x, stat, gamma, beta, w, bias, L, D, dil);
+    m[r * D + c] = v;
+    s += v;
+    q += (double)v * v;
+  }
+  part[ch * 2 * D + c] = s;
+  part[ch * 2 * D + D + c] = q;
 }
 
 /* Its input gradient: dh[r] = sum_k w[k] dm[r - (k - 2) dil] over the taps that read row r. */
-PAI_DEV void pai_k_dwconv_dh(int64_t i, float *PAI_RESTRICT dh, const float *PAI_RESTRICT dm,
-                             const float *PAI_RESTRICT w, int L, int D, int dil) {
-  const int c = (int)(i % D);
-  const int64_t r = i / D;
+PAI_DEV float pai_k_dwconv_dh_at(int64_t r, int c, const float *PAI_RESTRICT dm,
+                                 const float *PAI_RESTRICT w, int L, int D, int dil) {
   const int p = (int)(r % L);
   float acc = 0.0f;
   for (int k = 0; k < 5; k++) {
@@ -266,7 +291,32 @@ PAI_DEV void pai_k_dwconv_dh(int64_t i, float *PAI_RESTRICT dh, const float *PAI
     if (p - off < 0 || p - off >= L) continue;
     acc += w[k * D + c] * dm[(r - off) * D + c];
   }
-  dh[i] = acc;
+  return acc;
+}
+
+PAI_DEV void pai_k_dwconv_dh(int64_t i, float *PAI_RESTRICT dh, const float *PAI_RESTRICT dm,
+                             const float *PAI_RESTRICT w, int L, int D, int dil) {
+  dh[i] = pai_k_dwconv_dh_at(i / D, (int)(i % D), dm, w, L, D, dil);
+}
+
+/* The same, one (chunk of rows, channel) per element, also summing what batch norm 1's
+ * backward needs, as pai_k_bnsum_part would from (dh, x): part[ch][c] = sum dh[r][c],
+ * part[ch][D + c] = sum dh[r][c] xhat[r][c], xhat = (x - mean) istd. Elements: n_chunks x D. */
+PAI_DEV void pai_k_dwconv_dh_stats(int64_t i, double *part, float *PAI_RESTRICT dh,
+                                   const float *PAI_RESTRICT dm, const float *PAI_RESTRICT w,
+                                   const float *PAI_RESTRICT x, const float *PAI_RESTRICT stat,
+                                   int64_t rows, int L, int D, int dil, int64_t chunk) {
+  const int c = (int)(i % D);
+  const int64_t ch = i / D, r1 = (ch + 1) * chunk < rows ? (ch + 1) * chunk : rows;
+  double s = 0, q = 0;
+  for (int64_t r = ch * chunk; r < r1; r++) {
+    const float v = pai_k_dwconv_dh_at(r, c, dm, w, L, D, dil);
+    dh[r * D + c] = v;
+    s += v;
+    q += (double)v * ((x[r * D + c] - stat[c]) * stat[D + c]);
+  }
+  part[ch * 2 * D + c] = s;
+  part[ch * 2 * D + D + c] = q;
 }
 
 /* Its kernel and bias gradients, chunk sums of width 6D: slot k < 5: sum_r h[r + off_k] dm[r]

@@ -219,6 +219,18 @@ static int comm_sums(pai_trainer *t, size_t n) {
 
 /* ---- batch norm ------------------------------------------------------------------------------ */
 
+/* Batch-norm statistics from the chunk sums in s->part (sum x, sum x^2 per channel): summed
+ * over chunks and ranks, then mean and 1/std into stat and the moving statistics updated. */
+static int bn_forward_finish(pai_trainer *t, chunking ch, int64_t global_rows, float *stat,
+                             float *mov_mean, float *mov_var) {
+  struct pai_trainer_gpu *s = t->gpu;
+  const int D = t->cfg.model_dim;
+  PAI_TRY(finish_sums(s, ch, 2 * D));
+  PAI_TRY(comm_sums(t, (size_t)2 * D));
+  return pai_gpu_bn_stats(s->g, D, stat, mov_mean, mov_var, s->sums, (double)global_rows,
+                          t->cfg.bn_epsilon, PAI_BN_MOMENTUM, D);
+}
+
 static int bn_forward(pai_trainer *t, const float *x, int64_t rows, int64_t global_rows,
                       float *stat, float *mov_mean, float *mov_var) {
   struct pai_trainer_gpu *s = t->gpu;
@@ -226,13 +238,25 @@ static int bn_forward(pai_trainer *t, const float *x, int64_t rows, int64_t glob
   const chunking ch = chunks_for(rows);
   PAI_TRY(pai_gpu_bnsum_part(s->g, ch.n_chunks * 2 * D, s->part, x, x, NULL, NULL, rows, D,
                              ch.chunk));
-  PAI_TRY(finish_sums(s, ch, 2 * D));
-  PAI_TRY(comm_sums(t, (size_t)2 * D));
-  return pai_gpu_bn_stats(s->g, D, stat, mov_mean, mov_var, s->sums, (double)global_rows,
-                          t->cfg.bn_epsilon, PAI_BN_MOMENTUM, D);
+  return bn_forward_finish(t, ch, global_rows, stat, mov_mean, mov_var);
 }
 
-/* dx += BN backward of dy at x; dgamma, dbeta += this rank's sums. */
+/* Batch norm's backward from the chunk sums in s->part (sum dy, sum dy xhat per channel):
+ * dgamma, dbeta += this rank's sums; dx += the backward of dy at x, with the global sums. */
+static int bn_backward_finish(pai_trainer *t, chunking ch, float *dx, const float *dy,
+                              const float *x, int64_t rows, int64_t global_rows,
+                              const float *stat, const float *gamma, float *dgamma,
+                              float *dbeta) {
+  struct pai_trainer_gpu *s = t->gpu;
+  const int D = t->cfg.model_dim;
+  PAI_TRY(finish_sums(s, ch, 2 * D));
+  PAI_TRY(pai_gpu_add_f64(s->g, D, dbeta, s->sums));
+  PAI_TRY(pai_gpu_add_f64(s->g, D, dgamma, s->sums + D));
+  PAI_TRY(comm_sums(t, (size_t)2 * D));
+  PAI_TRY(pai_gpu_bn_back_coef(s->g, D, s->coef, s->sums, stat, gamma, (double)global_rows, D));
+  return pai_gpu_bn_back_apply(s->g, rows * D, dx, dy, x, stat, s->coef, D);
+}
+
 static int bn_backward(pai_trainer *t, float *dx, const float *dy, const float *x, int64_t rows,
                        int64_t global_rows, const float *stat, const float *gamma, float *dgamma,
                        float *dbeta) {
@@ -241,12 +265,7 @@ static int bn_backward(pai_trainer *t, float *dx, const float *dy, const float *
   const chunking ch = chunks_for(rows);
   PAI_TRY(pai_gpu_bnsum_part(s->g, ch.n_chunks * 2 * D, s->part, dy, x, stat, stat + D, rows, D,
                              ch.chunk));
-  PAI_TRY(finish_sums(s, ch, 2 * D));
-  PAI_TRY(pai_gpu_add_f64(s->g, D, dbeta, s->sums));
-  PAI_TRY(pai_gpu_add_f64(s->g, D, dgamma, s->sums + D));
-  PAI_TRY(comm_sums(t, (size_t)2 * D));
-  PAI_TRY(pai_gpu_bn_back_coef(s->g, D, s->coef, s->sums, stat, gamma, (double)global_rows, D));
-  return pai_gpu_bn_back_apply(s->g, rows * D, dx, dy, x, stat, s->coef, D);
+  return bn_backward_finish(t, ch, dx, dy, x, rows, global_rows, stat, gamma, dgamma, dbeta);
 }
 
 /* ---- summing the gradient during the backward pass -------------------------------------------- */
@@ -355,17 +374,21 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
                        dev_p(t, P, bp->bn1_var)));
     const float *g1 = dev_p(t, P, bp->bn1_gamma), *b1 = dev_p(t, P, bp->bn1_beta);
     if (s->dwl) { /* batch norm 1 into nb, the library's taps into dg (free until the backward
-                   * pass), then the rest */
+                   * pass), then the rest; batch norm 2's statistics */
       PAI_TRY(pai_gpu_bn_apply(g, rows * D, s->nb, 0, x, st, g1, b1, D));
       PAI_TRY(pai_gpu_dwconv_lib(g, s->dg, s->nb, dev_p(t, P, bp->dw_kernel), B, L, D,
                                  pai_dilation(i), 0, L));
       PAI_TRY(pai_gpu_add3(g, rows * D, m, x, s->dg, dev_p(t, P, bp->dw_bias), D));
-    } else { /* one kernel: batch norm 1, taps, residual and bias */
-      PAI_TRY(pai_gpu_dwconv_train(g, rows * D, m, x, st, g1, b1, dev_p(t, P, bp->dw_kernel),
-                                   dev_p(t, P, bp->dw_bias), L, D, pai_dilation(i)));
+      PAI_TRY(bn_forward(t, m, rows, global_rows, st + 2 * D, dev_p(t, P, bp->bn2_mean),
+                         dev_p(t, P, bp->bn2_var)));
+    } else { /* one kernel: batch norm 1, taps, residual, bias, and batch norm 2's sums */
+      const chunking ch = chunks_for(rows);
+      PAI_TRY(pai_gpu_dwconv_train_stats(g, ch.n_chunks * D, s->part, m, x, st, g1, b1,
+                                         dev_p(t, P, bp->dw_kernel), dev_p(t, P, bp->dw_bias),
+                                         rows, L, D, pai_dilation(i), ch.chunk));
+      PAI_TRY(bn_forward_finish(t, ch, global_rows, st + 2 * D, dev_p(t, P, bp->bn2_mean),
+                                dev_p(t, P, bp->bn2_var)));
     }
-    PAI_TRY(bn_forward(t, m, rows, global_rows, st + 2 * D, dev_p(t, P, bp->bn2_mean),
-                       dev_p(t, P, bp->bn2_var)));
     PAI_TRY(pai_gpu_bn_apply(g, rows * D, s->gin, bf, m, st + 2 * D, dev_p(t, P, bp->bn2_gamma),
                              dev_p(t, P, bp->bn2_beta), D));
     PAI_TRY(gemm(s, (pai_gemm){.M = (int)rows, .N = F, .K = D, .c_type = s->dt, .a = s->gin,
@@ -473,25 +496,29 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
                         dev_g(t, Gh, gb->bn2_beta)));
     const int dil = pai_dilation(i);
     const float *g1 = dev_p(t, P, bp->bn1_gamma), *b1 = dev_p(t, P, bp->bn1_beta);
+    /* then da becomes d loss / d layer_i: the residual path plus BN1's backward */
     if (s->dwl) { /* the library's input and kernel gradients (float sums); the bias's here */
       PAI_TRY(pai_gpu_bn_apply(g, rows * D, s->nb, 0, x, st, g1, b1, D));
       PAI_TRY(pai_gpu_dwconv_lib_dx(g, s->dg, s->da, dev_p(t, P, bp->dw_kernel), B, L, D, dil));
       PAI_TRY(pai_gpu_dwconv_lib_dw(g, s->dwl, s->da, s->nb, B, L, D, dil));
       PAI_TRY(pai_gpu_accumulate(g, 5 * D, dev_g(t, Gh, gb->dw_kernel), s->dwl, 0));
       PAI_TRY(colsum_into(s, dev_g(t, Gh, gb->dw_bias), s->da, 0, rows, D));
-    } else { /* batch norm 1 recomputed inside the kernel-gradient sums */
-      PAI_TRY(pai_gpu_dwconv_dh(g, rows * D, s->dg, s->da, dev_p(t, P, bp->dw_kernel), L, D,
-                                dil));
+      PAI_TRY(bn_backward(t, s->da, s->dg, x, rows, global_rows, st, g1,
+                          dev_g(t, Gh, gb->bn1_gamma), dev_g(t, Gh, gb->bn1_beta)));
+    } else { /* kernel and bias gradients (batch norm 1 recomputed inside their sums), then the
+              * input gradient with batch norm 1's backward sums in the same kernel */
       const chunking ch = chunks_for(rows);
       PAI_TRY(pai_gpu_dwgrad_part(g, ch.n_chunks * 6 * D, s->part, s->da, x, st, g1, b1, rows,
                                   L, D, dil, ch.chunk));
       PAI_TRY(finish_sums(s, ch, 6 * D));
       PAI_TRY(pai_gpu_add_f64(g, 5 * D, dev_g(t, Gh, gb->dw_kernel), s->sums));
       PAI_TRY(pai_gpu_add_f64(g, D, dev_g(t, Gh, gb->dw_bias), s->sums + 5 * D));
+      PAI_TRY(pai_gpu_dwconv_dh_stats(g, ch.n_chunks * D, s->part, s->dg, s->da,
+                                      dev_p(t, P, bp->dw_kernel), x, st, rows, L, D, dil,
+                                      ch.chunk));
+      PAI_TRY(bn_backward_finish(t, ch, s->da, s->dg, x, rows, global_rows, st, g1,
+                                 dev_g(t, Gh, gb->bn1_gamma), dev_g(t, Gh, gb->bn1_beta)));
     }
-    /* da becomes d loss / d layer_i: the residual path plus BN1's backward */
-    PAI_TRY(bn_backward(t, s->da, s->dg, x, rows, global_rows, st, dev_p(t, P, bp->bn1_gamma),
-                        dev_g(t, Gh, gb->bn1_gamma), dev_g(t, Gh, gb->bn1_beta)));
     /* block i's gradient is complete: its sum over the ranks runs while the blocks below are */
     if (overlapped(t))
       PAI_TRY(pai_comm_sum_f32_start(t->comm, s->G + s->bucket[i][0],

@@ -393,6 +393,43 @@ static void check_train_bn_dwconv(pai_gpu *g) {
   compare("depthwise conv + residual, training forward (library + kernel)", "fp32", got, m, n,
           TOL32, NULL);
   free(got);
+  /* the same with batch norm 2's sums (sum m, sum m^2 per channel) from the same kernel */
+  GPU(pai_gpu_dwconv_train_stats(g, ch.n_chunks * D, part_d, m_d, x_d, stat_d, g_d, b_d, w_d,
+                                 bias_d, R, L, D, DIL, ch.chunk));
+  GPU(pai_gpu_sum_parts(g, 2 * D, sums_d, part_d, ch.n_chunks, 2 * D));
+  got = back(g, m_d, n);
+  compare("depthwise conv + BN1 + residual with BN2 sums, training forward (kernel)", "fp32",
+          got, m, n, TOL32, NULL);
+  free(got);
+  {
+    double s2[2 * D], r2[2 * D] = {0};
+    float f2[2 * D];
+    GPU(pai_gpu_download(g, s2, sums_d, sizeof s2));
+    for (size_t i = 0; i < n; i++) r2[i % D] += m[i], r2[D + i % D] += m[i] * m[i];
+    for (int c = 0; c < 2 * D; c++) f2[c] = (float)s2[c];
+    compare("  its BN2 sums: sum m", "fp32", f2, r2, D, TOL32, NULL);
+    compare("  its BN2 sums: sum m^2", "fp32", f2 + D, r2 + D, D, TOL32, NULL);
+  }
+  GPU(pai_gpu_dwconv_dh_stats(g, ch.n_chunks * D, part_d, y_d, dy_d, w_d, x_d, stat_d, R, L, D,
+                              DIL, ch.chunk));
+  GPU(pai_gpu_sum_parts(g, 2 * D, sums_d, part_d, ch.n_chunks, 2 * D));
+  got = back(g, y_d, n);
+  compare("depthwise conv backward, input gradient with BN1 backward sums (kernel)", "fp32", got,
+          dh, n, TOL32, NULL);
+  free(got);
+  {
+    double s2[2 * D], r2[2 * D] = {0};
+    float f2[2 * D];
+    GPU(pai_gpu_download(g, s2, sums_d, sizeof s2));
+    for (size_t i = 0; i < n; i++) {
+      const int c = (int)(i % D);
+      r2[c] += dh[i];
+      r2[D + c] += dh[i] * (x[i] - mu[c]) * istd[c];
+    }
+    for (int c = 0; c < 2 * D; c++) f2[c] = (float)s2[c];
+    compare("  its BN1 backward sums: sum dh", "fp32", f2, r2, D, TOL32, NULL);
+    compare("  its BN1 backward sums: sum dh xhat", "fp32", f2 + D, r2 + D, D, TOL32, NULL);
+  }
   GPU(pai_gpu_dwconv_dh(g, (int64_t)n, y_d, dy_d, w_d, L, D, DIL));
   got = back(g, y_d, n);
   compare("depthwise conv backward, input gradient (kernel)", "fp32", got, dh, n, TOL32, NULL);

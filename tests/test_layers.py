@@ -3,7 +3,7 @@
 Runs tests/layer_check.c, which checks the stem, the depthwise convolution with batch norm 1
 and the residual (hand-written kernel, and the library convolution plus the kernel around it;
 inference rows, interior rows, and the training form with its input, kernel and bias
-gradients), the dense half of a block (a row range, and every row), a head projection, batch
+gradients, also in the kernels that produce batch norm's sums on the way), the dense half of a block (a row range, and every row), a head projection, batch
 norm in training (statistics, moving statistics, output, backward) and the dense layers'
 gradient products, against the CPU layers of model/layers.h or double-precision loops of the
 formulas; the tolerances (fp32: 1e-4 of the reference's scale; bf16: a bound derived from bf16's
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref
 from harness import Checker, exe_from_args, require_binary, run
 from test_gpu_forward import real_gpus
 
-EXPECTED_CHECKS = 22
+EXPECTED_CHECKS = 28
 
 
 def case(ck, exe, precision, label):
