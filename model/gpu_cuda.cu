@@ -8,6 +8,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
+#include <nccl.h>
 #include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
@@ -205,9 +206,11 @@ extern "C" void pai_gpu_info(char *out, size_t n) {
   cudaRuntimeGetVersion(&rt);
   if (cudaDriverGetVersion(&drv) != cudaSuccess) cudaGetLastError();
   const int count = pai_gpu_count();
-  snprintf(out, n, "CUDA runtime %d (built with %d), driver %d, cuBLASLt %d (headers), %d GPU(s)%s%s",
-           rt, CUDART_VERSION, drv, CUBLAS_VERSION, count, count_error ? ": " : "",
-           count_error ? cudaGetErrorString(count_error) : "");
+  snprintf(out, n,
+           "CUDA runtime %d (built with %d), driver %d, cuBLASLt %d, cuDNN %d, NCCL %d (headers; "
+           "the libraries are opened when first used), %d GPU(s)%s%s",
+           rt, CUDART_VERSION, drv, CUBLAS_VERSION, CUDNN_VERSION, NCCL_VERSION_CODE, count,
+           count_error ? ": " : "", count_error ? cudaGetErrorString(count_error) : "");
 }
 
 extern "C" int pai_gpu_open(pai_gpu **out, int index) {
