@@ -111,11 +111,64 @@ void *pai_gpu_stream(pai_gpu *g) {
   return NULL;
 }
 
-/* NCCL's sums, emulated: the "device" buffers are host memory, so MPI sums them. */
+/* NCCL's sums, emulated: the "device" buffers are host memory, so MPI sums them. A started
+ * sum (pai_comm_sum_f32_start) runs at once; with PAI_EMUL_DEFER_SUMS=1 it runs only at
+ * pai_comm_wait_all. The real one runs somewhere in between, so a caller correct under both
+ * touches a started buffer neither too late (a write after the start, which an immediate sum
+ * misses) nor too early (a read before the wait, which a deferred sum exposes). */
+typedef struct {
+  struct { float *buf; size_t n; } *pending;
+  int n_pending, cap;
+} emul_defer;
+
+static int defer_start(pai_comm *c, float *buf, size_t n) {
+  emul_defer *q = c->impl;
+  if (q->n_pending == q->cap) {
+    const int cap = q->cap ? 2 * q->cap : 64;
+    void *grown = realloc(q->pending, (size_t)cap * sizeof *q->pending);
+    if (!grown) {
+      PAI_ERR("out of memory");
+      return PAI_ERR_NOMEM;
+    }
+    q->pending = grown;
+    q->cap = cap;
+  }
+  q->pending[q->n_pending].buf = buf;
+  q->pending[q->n_pending++].n = n;
+  return 0;
+}
+
+static int defer_wait(pai_comm *c) {
+  emul_defer *q = c->impl;
+  for (int i = 0; i < q->n_pending; i++)
+    PAI_TRY(c->sum_f32(c, q->pending[i].buf, q->pending[i].n));
+  q->n_pending = 0;
+  return 0;
+}
+
+static void defer_free(pai_comm *c) {
+  emul_defer *q = c->impl;
+  if (q) free(q->pending);
+  free(q);
+  c->impl = NULL;
+}
+
 int pai_comm_init_nccl(pai_comm *c, const pai_dist *d, void *stream) {
   (void)stream;
   PAI_TRY(pai_comm_init_mpi(c, d));
   c->name = "nccl (emulated with MPI)";
+  const char *e = getenv("PAI_EMUL_DEFER_SUMS");
+  if (e && *e && strcmp(e, "0")) {
+    c->impl = calloc(1, sizeof(emul_defer));
+    if (!c->impl) {
+      PAI_ERR("out of memory");
+      return PAI_ERR_NOMEM;
+    }
+    c->sum_f32_start = defer_start;
+    c->wait_all = defer_wait;
+    c->free = defer_free;
+    c->name = "nccl (emulated with MPI, started sums deferred)";
+  }
   return 0;
 }
 

@@ -9,7 +9,9 @@
 in two settings:
   1. emulated: `train_step_emul` links the host emulation of the GPU runtime (PAI_GPU_EMULATE=1),
      so the trainer's code above model/gpu.h is checked on any machine; the rank checks run with
-     --comm mpi (sums staged through host memory) and --comm nccl (the emulation's stand-in); one
+     --comm mpi (sums staged through host memory) and --comm nccl (the emulation's stand-in,
+     whose sums started during the backward pass run at once, and once more deferred to the
+     wait: PAI_EMUL_DEFER_SUMS=1); one
      Part B case also runs through the plain dense kernel (PAI_GPU_PLAIN_GEMM=1), the runtimes'
      fallback where cuBLASLt has no algorithm; and Part B once more with PAI_DWCONV=cudnn (the
      depthwise convolution and its gradients through the library functions of model/gpu.h,
@@ -181,6 +183,12 @@ def main():
         del os.environ["PAI_DWCONV"]
         ranks(ck, emul, "emulated, comm mpi", ["--precision", "fp32", "--comm", "mpi"])
         ranks(ck, emul, "emulated, comm nccl", ["--precision", "fp32", "--comm", "nccl"])
+        # the gradient's sums started during the backward pass, run only when waited for: a
+        # caller that read a summed range before waiting would fail this one
+        os.environ["PAI_EMUL_DEFER_SUMS"] = "1"
+        ranks(ck, emul, "emulated, comm nccl, deferred sums", ["--precision", "fp32", "--comm",
+                                                               "nccl"])
+        del os.environ["PAI_EMUL_DEFER_SUMS"]
         bf16_case(ck, emul, tmp, "emulated")
         import test_ptrain as TP
         bin_dir = os.path.dirname(exe)
