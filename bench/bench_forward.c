@@ -65,10 +65,10 @@ int main(int argc, char **argv) {
     const char *pk = getenv("PAI_PEAK_TFLOPS");
     const double peak = pk ? atof(pk) : 989.4;
     printf("forward (GPU, %s) N=%d D=%d L=%d O=%d T=%d batch=%d: %.4f s, %.3f seq/s, %.1f TFLOP/s "
-           "of computed rows, %.1f%% of %.1f TFLOP/s\n",
+           "of computed rows, %.1f%% of %.1f TFLOP/s; peak GPU memory %.4g GiB\n",
            pai_precision_name(be.precision), cfg.num_blocks, cfg.model_dim, cfg.input_length,
            cfg.output_length, cfg.output_dims[0], B, best, B / best, gf * 1e-3,
-           100.0 * gf * 1e-3 / peak, peak);
+           100.0 * gf * 1e-3 / peak, peak, (double)pai_infer_gpu_mem_peak(&inf) / (1 << 30));
     free(codes);
     free(out);
     pai_infer_free(&inf);

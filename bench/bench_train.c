@@ -76,6 +76,19 @@ int main(int argc, char **argv) {
            pai_device_name(be.device), be.device == PAI_DEVICE_CUDA ? " " : "",
            be.device == PAI_DEVICE_CUDA ? pai_precision_name(be.precision) : "",
            (double)B * steps / dt, dt / steps, t_opt / steps, loss);
+  if (d.rank == 0 && rc == 0 && be.device == PAI_DEVICE_CUDA) {
+    /* model FLOPs as bench/torch_anchor.py counts them: 3 x the full-length forward */
+    const double Nb = cfg.num_blocks, Dd = cfg.model_dim;
+    const double fwd = Nb * L * (16 * Dd * Dd + 10 * Dd) + 8.0 * L * Dd +
+                       pai_n_shortcuts(&cfg) * 2.0 * O * Dd * T;
+    const double tflops = 3 * fwd * ((double)B / d.size) * steps / dt * 1e-12;
+    const char *pk = getenv("PAI_PEAK_TFLOPS");
+    const double peak = pk ? atof(pk) : 989.4;
+    printf("bench_train per GPU: %.1f model TFLOP/s (3 x %.4g TFLOP forward per sample), MFU "
+           "%.1f%% of %.1f TFLOP/s; peak GPU memory %.4g GiB (rank 0)\n",
+           tflops, fwd * 1e-12, 100 * tflops / peak, peak,
+           (double)pai_trainer_gpu_mem_peak(&tr) / (1 << 30));
+  }
   pai_trainer_free(&tr);
   pai_model_free(&m);
   pai_params_free(&G);

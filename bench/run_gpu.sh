@@ -4,7 +4,7 @@
 # 10-minute slot):
 #   tests    test_layers, test_comm, test_gpu_forward, test_gpu_train, test_gpu_precompute
 #            (their real-GPU parts run)
-#   bench    bench_forward (fp32, bf16; batch 1 and 4) and bench_train (bf16, batch 4) at the
+#   bench    bench_forward (fp32, bf16; batch 1 and 4) and bench_train (bf16, batch 4 and 8) at the
 #            published size: 24 blocks, D 1024, L 20480, O 4096, 498 tracks; bf16 batch 4 once
 #            more with cuDNN's depthwise convolution (PAI_DWCONV=cudnn); then profiled runs
 #            (PAI_GPU_PROFILE=1, the time per kernel and product), with each convolution
@@ -50,6 +50,7 @@ for part in "$@"; do
         done
       done
       PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 3 >> "$log" 2>&1
+      PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 8 2 >> "$log" 2>&1
       echo "=== PAI_DWCONV=cudnn" >> "$log"
       PAI_DWCONV=cudnn PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_forward 24 1024 20480 4096 498 4 3 >> "$log" 2>&1
       PAI_DWCONV=cudnn PAI_DEVICE=cuda PAI_PRECISION=bf16 bench_train 24 1024 20480 4096 498 4 3 >> "$log" 2>&1

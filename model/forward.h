@@ -65,6 +65,8 @@ int pai_infer_forward(pai_infer *inf, const uint8_t *codes, int B, float *const 
 void pai_infer_free(pai_infer *inf);
 /* The model's head projections changed since init: the GPU copies them again (CPU: nothing). */
 int pai_infer_heads_changed(pai_infer *inf) PAI_WUR;
+/* Bytes of GPU memory the GPU forward has held at most (0 on the CPU). */
+size_t pai_infer_gpu_mem_peak(const pai_infer *inf);
 
 /* A block's weights on the GPU, as the GPU forward and cone scorer read them (forward_gpu.c):
  * float32 except the dense layers' kernels and first bias, which are of type dt. */

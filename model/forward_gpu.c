@@ -210,6 +210,10 @@ int pai_infer_gpu_init(pai_infer *inf) {
   return pai_infer_heads_changed(inf);
 }
 
+size_t pai_infer_gpu_mem_peak(const pai_infer *inf) {
+  return inf->gpu ? pai_gpu_mem_peak(inf->gpu->g) : 0;
+}
+
 int pai_infer_heads_changed(pai_infer *inf) {
   const pai_config *c = &inf->model->cfg;
   struct pai_infer_gpu *s = inf->gpu;

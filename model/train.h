@@ -94,6 +94,8 @@ int pai_trainer_gpu_sync(pai_trainer *t, pai_params *P, float *m, float *v) PAI_
 /* The GPU trainer's stream, for pai_comm_init_nccl; the caller may then point t->comm at that
  * communicator. */
 void *pai_trainer_gpu_stream(pai_trainer *t);
+/* Bytes of GPU memory the GPU trainer has held at most (0 on the CPU). */
+size_t pai_trainer_gpu_mem_peak(const pai_trainer *t);
 
 /* One step's forward and backward over this rank's B sequences (codes (B, L), base codes 0..4)
  * with targets y (B, O, T_head) for head `head` (a batch holds one species). Batch-norm moving

@@ -66,6 +66,10 @@ static int comm_on_device(const pai_trainer *t) { return !strncmp(t->comm->name,
 
 void *pai_trainer_gpu_stream(pai_trainer *t) { return t->gpu ? pai_gpu_stream(t->gpu->g) : NULL; }
 
+size_t pai_trainer_gpu_mem_peak(const pai_trainer *t) {
+  return t->gpu ? pai_gpu_mem_peak(t->gpu->g) : 0;
+}
+
 /* Device address of a host tensor inside P (or of its gradient inside G). */
 static float *dev_p(const pai_trainer *t, const pai_params *P, const float *host) {
   return t->gpu->P + (host - P->data);

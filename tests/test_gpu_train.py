@@ -19,7 +19,9 @@ in two settings:
   2. on a GPU: the real `train_step` (CUDA, cuBLASLt, NCCL): Part B (also with cuDNN's
      convolution, PAI_DWCONV=cudnn), NCCL with one rank and the MPI path with two ranks on one
      GPU. Skipped, with a message, when no GPU is visible.
-`pfinetune`'s learning check of tests/test_pfinetune.py (the frozen backbone's twin forward and
+The training benchmark's GPU figures (bench_train_emul): its model FLOPs per sample against
+bench/torch_anchor.py's count (the MFU both report rests on it, so they must agree exactly), and
+a peak memory above the parameters' size. `pfinetune`'s learning check of tests/test_pfinetune.py (the frozen backbone's twin forward and
 its shortcut layers through the GPU forward; fp32; validation losses against the reference
 within 1e-4), and `ptrain` end to end (shards, sampler, optimizer, validation through the GPU forward): 2 epochs
 of 3 steps on the GPU backend (fp32; 1 rank, and 2 ranks with each communicator) against the
@@ -41,6 +43,8 @@ Usage: /usr/bin/python3 tests/test_gpu_train.py --bin BUILD_DIR
 """
 
 import os
+import re
+import subprocess
 import sys
 import tempfile
 
@@ -160,6 +164,26 @@ def bf16_case(ck, exe, tmp, label):
                       f"{'; off: ' + ', '.join(bad[:6]) if bad else ''}")
 
 
+def bench_check(ck, exe):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+    import torch_anchor as A
+    N, D, L, O, T, B = 4, 16, 256, 128, 5, 2
+    env = dict(os.environ, PAI_DEVICE="cuda", PAI_PRECISION="bf16")
+    proc = subprocess.run([exe, str(N), str(D), str(L), str(O), str(T), str(B), "2"],
+                          capture_output=True, text=True, env=env)
+    print(proc.stdout + proc.stderr)
+    m = re.search(r"3 x ([\d.e+-]+) TFLOP forward per sample.*peak GPU memory ([\d.e+-]+) GiB",
+                  proc.stdout)
+    want = A.forward_flops(N, D, L, O, T, 1) * 1e-12
+    ck.check(proc.returncode == 0 and m and abs(float(m.group(1)) - want) <= 1e-3 * want,
+             f"bench_train's model FLOPs per forward {m.group(1) if m else None} TFLOP == "
+             f"torch_anchor's {want:.4g}")
+    params = 4 * N * 2 * 4 * D * D / 2**30   # float32 bytes of the blocks' dense kernels
+    ck.check(bool(m) and float(m.group(2)) > params,
+             f"bench_train's peak GPU memory {m.group(2) if m else None} GiB > the dense kernels' "
+             f"{params:.3g} GiB")
+
+
 def main():
     exe = exe_from_args(__doc__, "train_step")
     emul = require_binary(os.path.dirname(exe), "train_step_emul")
@@ -202,6 +226,7 @@ def main():
             ptrain_compare(ck, tmp, data[1], ptrain, ptrain_emul, "emulated, comm nccl", 2,
                            ["--comm", "nccl"])
         pfinetune_check(ck, tmp, require_binary(bin_dir, "pfinetune_emul"), "emulated")
+        bench_check(ck, require_binary(bin_dir, "bench_train_emul"))
         del os.environ["PAI_GPU_EMULATE"]
         n = real_gpus(pmodel)
         if n:
