@@ -18,7 +18,7 @@ trap 'rm -rf "$stage"' EXIT
 progs=(promoterai pmodel ppreprocess psynth ptrain pfinetune pprecompute train_step loader_dump
        comm_check layer_check bench_forward bench_train cone_flops
        promoterai_emul pmodel_emul ptrain_emul pfinetune_emul pprecompute_emul train_step_emul
-       comm_check_emul layer_check_emul)
+       comm_check_emul layer_check_emul bench_train_emul)
 mkdir -p "$stage/bin" "$stage/lib"
 for p in "${progs[@]}"; do
   [ -x "$build/$p" ] || { echo "gpu_bundle: $build/$p is missing (build first)" >&2; exit 1; }
