@@ -62,8 +62,7 @@ int main(int argc, char **argv) {
   }
   const double gf = pai_infer_flops(&inf) * B / best * 1e-9;
   if (be.device == PAI_DEVICE_CUDA) {
-    const char *pk = getenv("PAI_PEAK_TFLOPS");
-    const double peak = pk ? atof(pk) : 989.4;
+    const double peak = bench_peak_tflops();
     printf("forward (GPU, %s) N=%d D=%d L=%d O=%d T=%d batch=%d: %.4f s, %.3f seq/s, %.1f TFLOP/s "
            "of computed rows, %.1f%% of %.1f TFLOP/s; peak GPU memory %.4g GiB\n",
            pai_precision_name(be.precision), cfg.num_blocks, cfg.model_dim, cfg.input_length,

@@ -140,10 +140,11 @@ static int defer_start(pai_comm *c, float *buf, size_t n) {
 
 static int defer_wait(pai_comm *c) {
   emul_defer *q = c->impl;
-  for (int i = 0; i < q->n_pending; i++)
-    PAI_TRY(c->sum_f32(c, q->pending[i].buf, q->pending[i].n));
+  int rc = 0;
+  for (int i = 0; i < q->n_pending && rc == 0; i++)
+    rc = c->sum_f32(c, q->pending[i].buf, q->pending[i].n);
   q->n_pending = 0;
-  return 0;
+  return rc;
 }
 
 static void defer_free(pai_comm *c) {

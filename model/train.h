@@ -94,6 +94,8 @@ int pai_trainer_gpu_sync(pai_trainer *t, pai_params *P, float *m, float *v) PAI_
 /* The GPU trainer's stream, for pai_comm_init_nccl; the caller may then point t->comm at that
  * communicator. */
 void *pai_trainer_gpu_stream(pai_trainer *t);
+/* Waits for the GPU work the trainer has queued (for timing); 0 at once on the CPU. */
+int pai_trainer_wait(pai_trainer *t) PAI_WUR;
 /* Bytes of GPU memory the GPU trainer has held at most (0 on the CPU). */
 size_t pai_trainer_gpu_mem_peak(const pai_trainer *t);
 

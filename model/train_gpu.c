@@ -66,6 +66,8 @@ static int comm_on_device(const pai_trainer *t) { return !strncmp(t->comm->name,
 
 void *pai_trainer_gpu_stream(pai_trainer *t) { return t->gpu ? pai_gpu_stream(t->gpu->g) : NULL; }
 
+int pai_trainer_wait(pai_trainer *t) { return t->gpu ? pai_gpu_sync(t->gpu->g) : 0; }
+
 size_t pai_trainer_gpu_mem_peak(const pai_trainer *t) {
   return t->gpu ? pai_gpu_mem_peak(t->gpu->g) : 0;
 }
@@ -279,10 +281,19 @@ static int by_start(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Each block's range of the parameter buffer (params.def keeps a block's tensors together) and
- * the ranges between them. s->planned = -1 when some other tensor lies inside a block's range
- * (then the gradient is summed whole, at the end). */
+/* The block a tensor belongs to ("/block_<i>/..."), or -1. */
+static int block_of(const char *path) {
+  int blk = -1, end = 0;
+  return sscanf(path, "/block_%d%n", &blk, &end) == 1 && path[end] == '/' ? blk : -1;
+}
+
+/* Each block's range of the parameter buffer (params.def keeps a block's tensors together),
+ * extended over the alignment padding up to the next tensor (padding is never written, so it
+ * may be summed with either neighbour), and the ranges between them. s->planned = -1 when some
+ * other tensor lies inside a block's range (then the gradient is summed whole, at the end). */
 static int plan_buckets(struct pai_trainer_gpu *s, const pai_params *P, int N) {
+  free(s->bucket);
+  free(s->rest);
   s->bucket = malloc((size_t)N * sizeof *s->bucket);
   s->rest = malloc(((size_t)N + 1) * sizeof *s->rest);
   int64_t (*sorted)[2] = malloc((size_t)N * sizeof *sorted);
@@ -293,21 +304,23 @@ static int plan_buckets(struct pai_trainer_gpu *s, const pai_params *P, int N) {
   }
   for (int i = 0; i < N; i++) s->bucket[i][0] = INT64_MAX, s->bucket[i][1] = -1;
   for (int k = 0; k < P->n_tensors; k++) {
-    int blk = -1;
-    if (sscanf(P->tensors[k].path, "/block_%d/", &blk) != 1 || blk < 0 || blk >= N) continue;
+    const int blk = block_of(P->tensors[k].path);
+    if (blk < 0 || blk >= N) continue;
     const int64_t lo = (int64_t)P->tensors[k].offset, hi = lo + (int64_t)P->tensors[k].n_elems;
     if (lo < s->bucket[blk][0]) s->bucket[blk][0] = lo;
     if (hi > s->bucket[blk][1]) s->bucket[blk][1] = hi;
   }
   s->planned = 1;
-  for (int i = 0; i < N; i++) {
+  for (int i = 0; i < N && s->planned == 1; i++) {
     if (s->bucket[i][1] < 0) s->planned = -1;
+    int64_t next = (int64_t)P->n_floats;   /* the first tensor at or after the range's end */
     for (int k = 0; k < P->n_tensors && s->planned == 1; k++) {
-      int blk = -1;
-      if (sscanf(P->tensors[k].path, "/block_%d/", &blk) == 1 && blk == i) continue;
       const int64_t lo = (int64_t)P->tensors[k].offset, hi = lo + (int64_t)P->tensors[k].n_elems;
+      if (lo >= s->bucket[i][1] && lo < next) next = lo;
+      if (block_of(P->tensors[k].path) == i) continue;
       if (lo < s->bucket[i][1] && hi > s->bucket[i][0]) s->planned = -1;
     }
+    s->bucket[i][1] = next;
     sorted[i][0] = s->bucket[i][0], sorted[i][1] = s->bucket[i][1];
   }
   if (s->planned == 1) {
@@ -341,8 +354,8 @@ static int gemm(struct pai_trainer_gpu *s, pai_gemm p) {
   return pai_gpu_gemm(s->g, &p);
 }
 
-int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, const float *y,
-                         int B, int head, int global_B, pai_params *Gh, double *loss) {
+static int grad_step(pai_trainer *t, pai_params *P, const uint8_t *codes, const float *y, int B,
+                     int head, int global_B, pai_params *Gh, double *loss) {
   const pai_config *c = &t->cfg;
   struct pai_trainer_gpu *s = t->gpu;
   pai_gpu *g = s->g;
@@ -565,6 +578,15 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
       PAI_TRY(pai_gpu_download(g, moving[q], dev_p(t, P, moving[q]), (size_t)D * sizeof(float)));
   }
   return 0;
+}
+
+int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, const float *y,
+                         int B, int head, int global_B, pai_params *Gh, double *loss) {
+  const int rc = grad_step(t, P, codes, y, B, head, global_B, Gh, loss);
+  /* a step that failed after starting gradient sums lets them finish (or the communicator
+   * abort) before the caller frees anything they write to */
+  if (rc < 0 && t->gpu->planned == 1 && overlapped(t)) (void)pai_comm_wait_all(t->comm);
+  return rc;
 }
 
 /* ---- the optimizer ------------------------------------------------------------------------------ */

@@ -106,6 +106,7 @@ typedef struct {
   cudaStream_t stream;   /* the caller's */
   cudaStream_t side;     /* every NCCL operation's */
   cudaEvent_t ready;     /* recorded on stream before each sum; side waits for it */
+  cudaEvent_t done;      /* recorded on side after a wait; stream waits for it */
 } nccl_impl;
 
 /* The communicator's state after a non-blocking call: 1 done, 0 still in progress, < 0 failed
@@ -178,6 +179,10 @@ static int drain(nccl_impl *im, const char *name) {
     }
     sched_yield();
   }
+  /* the host has seen the sums finish; the caller's stream is also ordered after them, so that
+   * its later work depends on them through the stream, not only through the host's wait */
+  if (e == cudaSuccess) e = cudaEventRecord(im->done, im->side);
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(im->stream, im->done, 0);
   if (e != cudaSuccess) {
     PAI_ERR("%s: CUDA error %s", name, cudaGetErrorString(e));
     return PAI_ERR_RUNTIME;
@@ -217,6 +222,7 @@ static void nccl_free(pai_comm *c) {
     nc.CommDestroy(im->comm);
   if (im && im->side) cudaStreamDestroy(im->side);
   if (im && im->ready) cudaEventDestroy(im->ready);
+  if (im && im->done) cudaEventDestroy(im->done);
   free(im);
   c->impl = NULL;
 }
@@ -248,7 +254,8 @@ int pai_comm_init_nccl(pai_comm *c, const pai_dist *d, void *stream) {
     rc = PAI_ERR_USAGE;
   }
   if (rc == 0 && (cudaStreamCreateWithFlags(&im->side, cudaStreamNonBlocking) != cudaSuccess ||
-                  cudaEventCreateWithFlags(&im->ready, cudaEventDisableTiming) != cudaSuccess)) {
+                  cudaEventCreateWithFlags(&im->ready, cudaEventDisableTiming) != cudaSuccess ||
+                  cudaEventCreateWithFlags(&im->done, cudaEventDisableTiming) != cudaSuccess)) {
     PAI_ERR("creating the NCCL communicator's stream: %s", cudaGetErrorString(cudaGetLastError()));
     rc = PAI_ERR_RUNTIME;
   }

@@ -3,7 +3,9 @@
  * Each rank opens the GPU of its node-local rank, fills n floats and n doubles with
  * v[i] = 0.5 * rank + (i % 7), sums them over the ranks in place with pai_comm_init_nccl's
  * communicator, and checks every element against 0.25 R (R - 1) + R (i % 7) (exact in float
- * for the sizes used). Prints one line per rank; exit 0 when every rank matched. Linked twice:
+ * for the sizes used); then the floats doubled by a kernel and summed again through three
+ * started sums waited for together (expected: twice that). Prints one line per rank; exit 0
+ * when every rank matched. Linked twice:
  * comm_check (CUDA, NCCL) and comm_check_emul (the host emulation, PAI_GPU_EMULATE=1).
  *
  *   mpirun -np R comm_check await ok|fail|timeout
@@ -52,8 +54,28 @@ static int check(const pai_dist *d, size_t n) {
       goto fail;
     }
   }
-  printf("rank %d of %d (GPU %s, comm %s): %zu float and %zu double sums correct\n", d->rank,
-         d->size, pai_gpu_name(g), comm.name, n, n);
+  /* Started sums, ordered after work queued but not waited for: the floats doubled by a
+   * kernel on the GPU's stream, then summed in three pieces started at once and waited for
+   * together (the gradient's overlapped sums). Expected: twice the closed form. */
+  for (size_t i = 0; i < n; i++) hf[i] = (float)(0.5 * d->rank + (double)(i % 7));
+  PAI_CHECK(pai_gpu_upload(g, df, hf, n * sizeof *hf));
+  PAI_CHECK(pai_gpu_scale(g, (int64_t)n, df, 2.0f));
+  const size_t cut[4] = {0, n / 3, 2 * n / 3, n};
+  for (int k = 0; k < 3; k++)
+    PAI_CHECK(pai_comm_sum_f32_start(&comm, df + cut[k], cut[k + 1] - cut[k]));
+  PAI_CHECK(pai_comm_wait_all(&comm));
+  PAI_CHECK(pai_gpu_download(g, hf, df, n * sizeof *hf));
+  for (size_t i = 0; i < n; i++) {
+    const double want = 2 * (0.25 * R * (R - 1) + R * (double)(i % 7));
+    if (hf[i] != (float)want) {
+      PAI_ERR("started sums, element %zu: %g, expected %g", i, (double)hf[i], want);
+      rc = PAI_ERR_RUNTIME;
+      goto fail;
+    }
+  }
+  printf("rank %d of %d (GPU %s, comm %s): %zu float and %zu double sums correct, and %zu "
+         "floats in 3 started sums\n",
+         d->rank, d->size, pai_gpu_name(g), comm.name, n, n, n);
 fail:
   pai_comm_free(&comm);
   free(hf);

@@ -79,6 +79,19 @@ static void *scratch(pai_gpu *g, size_t bytes) {
   return d;
 }
 
+/* Fills device memory with NaN (all bits set), so that an output a call fails to write fails
+ * its comparison instead of passing on an earlier call's values. */
+static void poison(pai_gpu *g, void *d, size_t bytes) {
+  unsigned char *h = malloc(bytes);
+  if (!h) {
+    fprintf(stderr, "layer_check: out of memory\n");
+    exit(2);
+  }
+  memset(h, 0xff, bytes);
+  if (pai_gpu_upload(g, d, h, bytes) < 0) exit(2);
+  free(h);
+}
+
 static float *back(pai_gpu *g, const void *d, size_t n) {
   float *h = host(n, 0);
   if (pai_gpu_download(g, h, d, n * sizeof *h) < 0) exit(2);
@@ -145,6 +158,7 @@ static void check_stem(pai_gpu *g) {
   uint8_t *codes_d = scratch(g, sizeof codes);
   GPU(pai_gpu_upload(g, codes_d, codes, sizeof codes));
   float *y_d = scratch(g, (size_t)B * L * D * sizeof(float));
+  poison(g, y_d, (size_t)B * L * D * sizeof(float));
   GPU(pai_gpu_stem(g, (int64_t)B * ROWS * D, y_d, codes_d, dev(g, w, 4 * D, PAI_F32),
                    dev(g, bias, D, PAI_F32), D, L, LO, ROWS));
   float *got = back(g, y_d, (size_t)B * L * D), *a = rows_of(got, LO, HI, D),
@@ -174,11 +188,14 @@ static void check_dwconv(pai_gpu *g) {
   float *x_d = dev(g, x, n, PAI_F32), *ws_d = dev(g, ws, 5 * D, PAI_F32),
         *wc_d = dev(g, wc, 5 * D, PAI_F32), *b_d = dev(g, bias, D, PAI_F32);
   float *m_d = scratch(g, n * sizeof(float)), *y_d = scratch(g, n * sizeof(float));
+  poison(g, m_d, n * sizeof(float));
   GPU(pai_gpu_dwconv(g, (int64_t)B * ROWS * D, m_d, x_d, ws_d, wc_d, b_d, D, L, DIL, LO, ROWS));
   float *got = back(g, m_d, n), *a = rows_of(got, LO, HI, D);
   compare_f("depthwise conv + BN1 + residual forward (kernel)", "fp32", a, r,
             (size_t)B * ROWS * D, TOL32);
   free(got), free(a);
+  poison(g, y_d, n * sizeof(float));
+  poison(g, m_d, n * sizeof(float));
   GPU(pai_gpu_dwconv_lib(g, y_d, x_d, ws_d, B, L, D, DIL, LO, ROWS));
   GPU(pai_gpu_dwconv_fix(g, (int64_t)B * ROWS * D, m_d, x_d, y_d, wc_d, b_d, D, L, DIL, LO,
                          ROWS));
@@ -193,6 +210,7 @@ static void check_dwconv(pai_gpu *g) {
   float *xi = host(nin, 1), *mi = host(nout, 0);
   dwconv_bn_res_interior_cpu(mi, xi, ws, bfull, B, NI, D, DIL);
   float *mi_d = scratch(g, nout * sizeof(float));
+  poison(g, mi_d, nout * sizeof(float));
   GPU(pai_gpu_dwconv_interior(g, (int64_t)nout, mi_d, dev(g, xi, nin, PAI_F32), ws_d,
                               dev(g, bfull, D, PAI_F32), NI, D, DIL));
   got = back(g, mi_d, nout);
@@ -209,7 +227,7 @@ static void check_ffn(pai_gpu *g, int lo, int hi) {
   float *w1 = host((size_t)D * F, 0.3f), *b1 = host(F, 0.2f), *w2 = host((size_t)F * D, 0.2f),
         *b2 = host(D, 0.2f);
   for (int c = 0; c < D; c++) scale2[c] += 1.0f;
-  float *cpu = malloc(n * sizeof *cpu), *gin = host(16 * D, 0), *t = host(16 * F, 0);
+  float *cpu = host(n, 0), *gin = host(16 * D, 0), *t = host(16 * F, 0);
   memcpy(cpu, m, n * sizeof *cpu);
   for (int b = 0; b < B; b++)
     ffn_res_forward_cpu(cpu + (size_t)b * L * D, scale2, shift2, w1, b1, w2, b2, D, F, lo, hi, 16,
@@ -246,6 +264,8 @@ static void check_head(pai_gpu *g) {
   void *hin_d = scratch(g, (size_t)B * O * D * pai_dtype_size(dt));
   float *h_d = scratch(g, (size_t)B * O * T * sizeof(float));
   float *out_d = scratch(g, (size_t)B * O * T * sizeof(float));
+  poison(g, h_d, (size_t)B * O * T * sizeof(float));
+  poison(g, out_d, (size_t)B * O * T * sizeof(float));
   GPU(pai_gpu_affine_pack(g, (int64_t)B * O * D, hin_d, dt == PAI_BF16, dev(g, x, n, PAI_F32),
                           NULL, NULL, D, L, crop, O));
   const pai_gemm pg = {.M = B * O, .N = T, .K = D, .ab_type = dt, .c_type = PAI_F32, .a = hin_d,
@@ -314,6 +334,10 @@ static void check_train_bn_dwconv(pai_gpu *g) {
   float *stat_d = scratch(g, 2 * D * sizeof(float)), *h_d = scratch(g, n * sizeof(float));
   double *part_d = scratch(g, (size_t)ch.n_chunks * 6 * D * sizeof(double));
   double *sums_d = scratch(g, 6 * D * sizeof(double));
+  poison(g, part_d, (size_t)ch.n_chunks * 6 * D * sizeof(double));
+  poison(g, sums_d, 6 * D * sizeof(double));
+  poison(g, stat_d, 2 * D * sizeof(float));
+  poison(g, h_d, n * sizeof(float));
   GPU(pai_gpu_bnsum_part(g, ch.n_chunks * 2 * D, part_d, x_d, x_d, NULL, NULL, R, D, ch.chunk));
   GPU(pai_gpu_sum_parts(g, 2 * D, sums_d, part_d, ch.n_chunks, 2 * D));
   GPU(pai_gpu_bn_stats(g, D, stat_d, mm_d, mv_d, sums_d, (double)R, eps, PAI_BN_MOMENTUM, D));
@@ -346,6 +370,9 @@ static void check_train_bn_dwconv(pai_gpu *g) {
   }
   float *dy_d = dev(g, dy, n, PAI_F32), *dx_d = dev(g, dx0, n, PAI_F32);
   float *coef_d = scratch(g, 3 * D * sizeof(float));
+  poison(g, part_d, (size_t)ch.n_chunks * 6 * D * sizeof(double));
+  poison(g, sums_d, 6 * D * sizeof(double));
+  poison(g, coef_d, 3 * D * sizeof(float));
   GPU(pai_gpu_bnsum_part(g, ch.n_chunks * 2 * D, part_d, dy_d, x_d, stat_d, stat_d + D, R, D,
                          ch.chunk));
   GPU(pai_gpu_sum_parts(g, 2 * D, sums_d, part_d, ch.n_chunks, 2 * D));
@@ -382,11 +409,14 @@ static void check_train_bn_dwconv(pai_gpu *g) {
   }
   float *w_d = dev(g, w, 5 * D, PAI_F32), *bias_d = dev(g, bias, D, PAI_F32);
   float *m_d = scratch(g, n * sizeof(float)), *y_d = scratch(g, n * sizeof(float));
+  poison(g, m_d, n * sizeof(float));
   GPU(pai_gpu_dwconv_train(g, (int64_t)n, m_d, x_d, stat_d, g_d, b_d, w_d, bias_d, L, D, DIL));
   float *got = back(g, m_d, n);
   compare("depthwise conv + BN1 + residual, training forward (kernel)", "fp32", got, m, n, TOL32,
           NULL);
   free(got);
+  poison(g, y_d, n * sizeof(float));
+  poison(g, m_d, n * sizeof(float));
   GPU(pai_gpu_dwconv_lib(g, y_d, h_d, w_d, B, L, D, DIL, 0, L));
   GPU(pai_gpu_add3(g, (int64_t)n, m_d, x_d, y_d, bias_d, D));
   got = back(g, m_d, n);
@@ -394,6 +424,9 @@ static void check_train_bn_dwconv(pai_gpu *g) {
           TOL32, NULL);
   free(got);
   /* the same with batch norm 2's sums (sum m, sum m^2 per channel) from the same kernel */
+  poison(g, part_d, (size_t)ch.n_chunks * 6 * D * sizeof(double));
+  poison(g, sums_d, 6 * D * sizeof(double));
+  poison(g, m_d, n * sizeof(float));
   GPU(pai_gpu_dwconv_train_stats(g, ch.n_chunks * D, part_d, m_d, x_d, stat_d, g_d, b_d, w_d,
                                  bias_d, R, L, D, DIL, ch.chunk));
   GPU(pai_gpu_sum_parts(g, 2 * D, sums_d, part_d, ch.n_chunks, 2 * D));
@@ -410,6 +443,9 @@ static void check_train_bn_dwconv(pai_gpu *g) {
     compare("  its BN2 sums: sum m", "fp32", f2, r2, D, TOL32, NULL);
     compare("  its BN2 sums: sum m^2", "fp32", f2 + D, r2 + D, D, TOL32, NULL);
   }
+  poison(g, part_d, (size_t)ch.n_chunks * 6 * D * sizeof(double));
+  poison(g, sums_d, 6 * D * sizeof(double));
+  poison(g, y_d, n * sizeof(float));
   GPU(pai_gpu_dwconv_dh_stats(g, ch.n_chunks * D, part_d, y_d, dy_d, w_d, x_d, stat_d, R, L, D,
                               DIL, ch.chunk));
   GPU(pai_gpu_sum_parts(g, 2 * D, sums_d, part_d, ch.n_chunks, 2 * D));
@@ -430,14 +466,18 @@ static void check_train_bn_dwconv(pai_gpu *g) {
     compare("  its BN1 backward sums: sum dh", "fp32", f2, r2, D, TOL32, NULL);
     compare("  its BN1 backward sums: sum dh xhat", "fp32", f2 + D, r2 + D, D, TOL32, NULL);
   }
+  poison(g, y_d, n * sizeof(float));
   GPU(pai_gpu_dwconv_dh(g, (int64_t)n, y_d, dy_d, w_d, L, D, DIL));
   got = back(g, y_d, n);
   compare("depthwise conv backward, input gradient (kernel)", "fp32", got, dh, n, TOL32, NULL);
   free(got);
+  poison(g, y_d, n * sizeof(float));
   GPU(pai_gpu_dwconv_lib_dx(g, y_d, dy_d, w_d, B, L, D, DIL));
   got = back(g, y_d, n);
   compare("depthwise conv backward, input gradient (library)", "fp32", got, dh, n, TOL32, NULL);
   free(got);
+  poison(g, part_d, (size_t)ch.n_chunks * 6 * D * sizeof(double));
+  poison(g, sums_d, 6 * D * sizeof(double));
   GPU(pai_gpu_dwgrad_part(g, ch.n_chunks * 6 * D, part_d, dy_d, x_d, stat_d, g_d, b_d, R, L, D,
                           DIL, ch.chunk));
   GPU(pai_gpu_sum_parts(g, 6 * D, sums_d, part_d, ch.n_chunks, 6 * D));
@@ -450,6 +490,7 @@ static void check_train_bn_dwconv(pai_gpu *g) {
   compare("depthwise conv backward, bias gradient", "fp32", f6 + 5 * D, dw + 5 * D, D, TOL32,
           NULL);
   float *dwl_d = scratch(g, 5 * D * sizeof(float));
+  poison(g, dwl_d, 5 * D * sizeof(float));
   GPU(pai_gpu_dwconv_lib_dw(g, dwl_d, dy_d, h_d, B, L, D, DIL));
   got = back(g, dwl_d, 5 * D);
   compare("depthwise conv backward, kernel gradient (library)", "fp32", got, dw, 5 * D, TOL32,
@@ -467,7 +508,8 @@ static void check_dense_backward(pai_gpu *g) {
   float *a = host((size_t)M * K, 1), *w = host((size_t)K * N, 0.5f), *dy = host((size_t)M * N, 1);
   float *dw0 = host((size_t)K * N, 0.1f);
   pai_dtype t = dt;
-  /* the operands as the GPU sees them (bf16: rounded), for the reference and the bound */
+  /* the reference from the unrounded operands; in bf16 the GPU's rounding of them is what the
+   * per-element bound allows for */
   double *rdw = dhost((size_t)K * N), *bdw = dhost((size_t)K * N);
   double *rda = dhost((size_t)M * K), *bda = dhost((size_t)M * K);
   for (int i = 0; i < K; i++)
@@ -498,6 +540,7 @@ static void check_dense_backward(pai_gpu *g) {
   const pai_gemm ga = {.M = M, .N = K, .K = N, .trans_b = 1, .ab_type = t, .c_type = PAI_F32,
                        .a = dy_d, .lda = N, .b = w_d, .ldb = N, .c = da_d, .ldc = K};
   GPU(pai_gpu_gemm(g, &gw));
+  poison(g, da_d, (size_t)M * K * sizeof(float));
   GPU(pai_gpu_gemm(g, &ga));
   float *gdw = back(g, dw_d, (size_t)K * N), *gda = back(g, da_d, (size_t)M * K);
   compare("dense backward, kernel gradient A^T dY (accumulating)", prec, gdw, rdw, (size_t)K * N,

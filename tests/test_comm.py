@@ -1,7 +1,9 @@
 """The GPU backend's NCCL communicator (mpi/comm_nccl.c) on GPU buffers.
 
-Runs tests/comm_check.c, which sums floats and doubles over the ranks in place and checks every
-element against the closed form (exact in float and double, so no tolerance):
+Runs tests/comm_check.c, which sums floats and doubles over the ranks in place, then sums the
+floats again, doubled by a kernel not waited for, through three started sums waited for together
+(the training step's overlapped gradient sums), and checks every element against the closed form
+(exact in float and double, so no tolerance):
   1. emulated (comm_check_emul, PAI_GPU_EMULATE=1) with 1 and 2 ranks: the driver and the
      emulation's stand-in (MPI over host memory). Always run.
   2. pai_dist_await, which guards the NCCL set-up against a rank failing inside it, on a
