@@ -31,6 +31,10 @@ header() {
   pmodel build 2>&1
   "$py" -m pip show nvidia-cublas nvidia-nccl-cu13 nvidia-cudnn-cu13 torch 2>/dev/null |
     grep -E '^(Name|Version)'
+  # the tests need numpy, torch and h5py in this interpreter
+  for mod in numpy torch h5py; do
+    "$py" -c "import $mod; print('python module $mod', $mod.__version__)" 2>&1 | tail -1
+  done
 }
 
 for part in "$@"; do
