@@ -585,7 +585,7 @@ int pai_trainer_gpu_grad(pai_trainer *t, pai_params *P, const uint8_t *codes, co
   const int rc = grad_step(t, P, codes, y, B, head, global_B, Gh, loss);
   /* a step that failed after starting gradient sums lets them finish (or the communicator
    * abort) before the caller frees anything they write to */
-  if (rc < 0 && t->gpu->planned == 1 && overlapped(t)) (void)pai_comm_wait_all(t->comm);
+  if (rc < 0 && overlapped(t)) (void)pai_comm_wait_all(t->comm);
   return rc;
 }
 
