@@ -37,6 +37,14 @@ header() {
   date -u
   nvidia-smi -L 2>&1 || echo "(no nvidia-smi)"
   pmodel build 2>&1
+  # where the libraries opened at run time come from, and anything the programs cannot find
+  echo "PAI_BUNDLE_LIBS=$PAI_BUNDLE_LIBS"
+  for so in libcublasLt.so.13 libcudnn.so.9 libnccl.so.2; do
+    found=$(IFS=:; for d in $PAI_BUNDLE_LIBS; do [ -e "$d/$so" ] && echo "$d/$so"; done | head -1)
+    [ -n "$found" ] || found=$(ldconfig -p | awk -v so="$so" '$1 == so {print $NF " (system)"; exit}')
+    echo "$so: ${found:-NOT FOUND}"
+  done
+  LD_LIBRARY_PATH="$PAI_BUNDLE_LIBS" ldd "$PAI_BUNDLE"/libexec/* 2>&1 | grep "not found" | sort -u
   "$py" -m pip show nvidia-cublas nvidia-nccl-cu13 nvidia-cudnn-cu13 torch 2>/dev/null |
     grep -E '^(Name|Version)'
   # the tests need numpy, torch and h5py in this interpreter
