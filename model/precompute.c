@@ -295,14 +295,42 @@ static const char *next_fact(const char *s, size_t *len) {
   return NULL;
 }
 
-/* 1 when a and b state the same facts (their notes may differ). */
-static int same_identity(const char *a, const char *b) {
+/* What a job identity's fact of this key stands for, in the words of the command line. */
+static void fact_name(const char *fact, size_t len, char *out, size_t n) {
+  const char *tab = memchr(fact, '\t', len);
+  const int klen = tab ? (int)(tab - fact) : (int)len;
+  static const char *const names[][2] = {
+      {"format", "the part-file format"}, {"flank", "--flank"},
+      {"n_models", "the number of model folders"}, {"precision", "--precision"},
+      {"tss_file", "the TSS table's contents"}, {"fasta_file", "the FASTA's contents"}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if ((int)strlen(names[i][0]) == klen && !strncmp(fact, names[i][0], (size_t)klen)) {
+      snprintf(out, n, "%s", names[i][1]);
+      return;
+    }
+  int m = -1;
+  if (sscanf(fact, "model_%d", &m) == 1)
+    snprintf(out, n, "model folder %d's model.h5", m + 1);
+  else
+    snprintf(out, n, "'%.*s'", klen, fact);
+}
+
+/* 1 when a and b state the same facts (their notes may differ); else 0, and *what names the
+ * first fact that differs. */
+static int same_identity(const char *a, const char *b, char *what, size_t what_len) {
   size_t na = 0, nb = 0;
   for (;;) {
     a = next_fact(a, &na);
     b = next_fact(b, &nb);
-    if (!a || !b) return !a && !b;
-    if (na != nb || memcmp(a, b, na) != 0) return 0;
+    if (!a || !b) {
+      if (!a && !b) return 1;
+      snprintf(what, what_len, "the number of model folders");
+      return 0;
+    }
+    if (na != nb || memcmp(a, b, na) != 0) {
+      fact_name(b, nb, what, what_len);
+      return 0;
+    }
     a += na;
     b += nb;
   }
@@ -435,8 +463,28 @@ static void free_names(char **names, int n) {
 }
 
 /* Rank 0: creates or checks OUT.parts/job.tsv and finds the finished sites (done[s] = 1). */
+/* --overwrite: removes the part files and job.tsv of a job with other inputs. */
+static int clear_parts(const char *dir, const char *job_path) {
+  char **files = NULL;
+  int n = 0;
+  PAI_TRY(list_parts(dir, &files, &n));
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++)
+    if (unlink(files[i]) != 0) {
+      PAI_ERR("cannot remove %s: %s", files[i], strerror(errno));
+      rc = PAI_ERR_IO;
+    }
+  free_names(files, n);
+  if (rc == 0 && unlink(job_path) != 0) {
+    PAI_ERR("cannot remove %s: %s", job_path, strerror(errno));
+    rc = PAI_ERR_IO;
+  }
+  if (rc == 0) PAI_INFO("--overwrite: removed %d part file(s) of the earlier job", n);
+  return rc;
+}
+
 static int prepare_parts(const char *dir, const char *identity, const job_t *J, int n_models,
-                         unsigned char *done, int64_t *n_done) {
+                         int overwrite, unsigned char *done, int64_t *n_done) {
   char path[PAI_PATH_LEN + 16];
   snprintf(path, sizeof path, "%s/job.tsv", dir);
   struct stat st;
@@ -448,19 +496,25 @@ static int prepare_parts(const char *dir, const char *identity, const job_t *J, 
   }
   char *old = NULL;
   size_t old_len = 0;
-  if (stat(path, &st) == 0) {
+  int fresh = stat(path, &st) != 0;
+  if (!fresh) {
+    char what[PAI_PATH_LEN];
     PAI_TRY(pai_read_file(path, "job identity", &old, &old_len));
-    const int same = same_identity(old, identity);
+    const int same = same_identity(old, identity, what, sizeof what);
     free(old);
-    if (!same) {
-      PAI_ERR("%s was written for other inputs (TSS table, FASTA, models or --flank differ); "
-              "remove %s to start over",
-              path, dir);
+    if (!same && !overwrite) {
+      PAI_ERR("%s holds the finished part of a job with other inputs (%s changed): pass "
+              "--overwrite to discard it, or remove %s",
+              dir, what, dir);
       return PAI_ERR_USAGE;
     }
-  } else {
-    PAI_TRY(write_text_atomic(path, identity));
+    if (!same) {
+      PAI_INFO("%s was written for other inputs (%s changed)", path, what);
+      PAI_TRY(clear_parts(dir, path));
+      fresh = 1;
+    }
   }
+  if (fresh) PAI_TRY(write_text_atomic(path, identity));
   rec_ref *refs = calloc((size_t)J->n_sites + 1, sizeof *refs);
   char **files = NULL;
   int n_files = 0;
@@ -821,10 +875,17 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
   } else if (o->flank < 0 || o->flank > 100000 || o->batch_size < 1) {
     PAI_ERR("--flank must be in 0..100000 and --batch_size >= 1");
     rc = PAI_ERR_USAGE;
+  } else if (stat(o->out, &st) == 0 && S_ISDIR(st.st_mode)) {
+    PAI_ERR("--out %s is a directory (give the table's file name, OUT.tsv.gz)", o->out);
+    rc = PAI_ERR_USAGE;
   } else if (!o->overwrite && stat(o->out, &st) == 0) {
     PAI_ERR("%s exists (pass --overwrite to replace it)", o->out);
     rc = PAI_ERR_USAGE;
   }
+  const size_t out_len = strlen(o->out);
+  if (rc == 0 && (out_len < 3 || strcmp(o->out + out_len - 3, ".gz") != 0))
+    PAI_WARN("--out %s: the table is bgzip-compressed; a name ending in .gz tells zcat, tabix "
+             "and other tools so", o->out);
   if (rc == 0 && M >= 3) {   /* score_<name> columns must be distinct */
     for (int a = 0; a < M && rc == 0; a++)
       for (int b = a + 1; b < M && rc == 0; b++) {
@@ -887,7 +948,7 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
   int64_t n_done = 0;
   if (rc == 0 && d->rank == 0) {
     rc = job_identity(o, tss_hash, &identity);
-    if (rc == 0) rc = prepare_parts(dir, identity.s, &J, M, done, &n_done);
+    if (rc == 0) rc = prepare_parts(dir, identity.s, &J, M, o->overwrite, done, &n_done);
   }
   rc = pai_dist_agree(d, rc);
   if (rc < 0) goto done;

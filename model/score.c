@@ -7,8 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <htslib/bgzf.h>
+#include <htslib/kstring.h>
 
 #include "model/forward.h"
 #include "model/seq.h"
@@ -164,24 +168,84 @@ static long count_lines(const char *path) {
   return n;
 }
 
-/* Writes one output row: the input fields, with an existing `score` (and, with --raw, `raw`)
+/* The output table: plain text, or bgzip (which gzip reads) when its name ends in ".gz", as
+ * pandas' to_csv compresses by the name's suffix in the published code. */
+typedef struct {
+  FILE *f;
+  BGZF *bg;
+} sink;
+
+static int name_is_gz(const char *path) {
+  const size_t n = strlen(path);
+  return n > 3 && !strcmp(path + n - 3, ".gz");
+}
+
+static int sink_open(sink *s, const char *path, int gz) {
+  memset(s, 0, sizeof *s);
+  if (gz) s->bg = bgzf_open(path, "w");
+  else s->f = fopen(path, "w");
+  return s->f || s->bg ? 0 : -1;
+}
+
+static int sink_write(sink *s, const kstring_t *k) {
+  if (s->bg) return bgzf_write(s->bg, k->s, k->l) == (ssize_t)k->l ? 0 : -1;
+  return fwrite(k->s, 1, k->l, s->f) == k->l ? 0 : -1;
+}
+
+/* Closes s; 0 when everything reached the file. */
+static int sink_close(sink *s) {
+  int rc = 0;
+  if (s->bg) rc = bgzf_close(s->bg);
+  if (s->f) rc = (fflush(s->f) != 0 || ferror(s->f)) | (fclose(s->f) != 0) ? -1 : 0;
+  memset(s, 0, sizeof *s);
+  return rc;
+}
+
+/* One output row into k: the input fields, with an existing `score` (and, with --raw, `raw`)
  * column replaced in place as the published pandas code does, and missing ones appended. */
-static void write_row(FILE *out, const char *text, const pai_vartable *vt, const char *score,
-                      const char *raw) {
+static void format_row(kstring_t *k, const char *text, const pai_vartable *vt, const char *score,
+                       const char *raw) {
+  k->l = 0;
   int col = 0;
   for (const char *p = text;; col++) {
     const char *tab = strchr(p, '\t');
     const size_t len = tab ? (size_t)(tab - p) : strlen(p);
-    if (col) fputc('\t', out);
-    if (col == vt->score_col) fputs(score, out);
-    else if (raw && col == vt->raw_col) fputs(raw, out);
-    else fwrite(p, 1, len, out);
+    if (col) kputc('\t', k);
+    if (col == vt->score_col) kputs(score, k);
+    else if (raw && col == vt->raw_col) kputs(raw, k);
+    else kputsn(p, len, k);
     if (!tab) break;
     p = tab + 1;
   }
-  if (vt->score_col < 0) fprintf(out, "\t%s", score);
-  if (raw && vt->raw_col < 0) fprintf(out, "\t%s", raw);
-  fputc('\n', out);
+  if (vt->score_col < 0) ksprintf(k, "\t%s", score);
+  if (raw && vt->raw_col < 0) ksprintf(k, "\t%s", raw);
+  kputc('\n', k);
+}
+
+/* The output must be a new file name or a file other than the variant file. */
+static int check_output_path(const char *out_path, const char *var_file) {
+  struct stat out_st, in_st;
+  if (stat(out_path, &out_st) != 0) return 0;
+  if (S_ISDIR(out_st.st_mode)) {
+    PAI_ERR("output %s is a directory (--output takes a file name)", out_path);
+    return PAI_ERR_USAGE;
+  }
+  if (stat(var_file, &in_st) == 0 && in_st.st_dev == out_st.st_dev &&
+      in_st.st_ino == out_st.st_ino) {
+    PAI_ERR("output %s is the variant file itself: choose another --output", out_path);
+    return PAI_ERR_USAGE;
+  }
+  return 0;
+}
+
+/* A hint for a chromosome the FASTA lacks when it has the name with or without "chr". */
+static void chrom_hint(pai_fasta *fa, const char *chrom, char *hint, size_t n) {
+  char other[PAI_PATH_LEN];
+  if (!strncmp(chrom, "chr", 3)) snprintf(other, sizeof other, "%s", chrom + 3);
+  else snprintf(other, sizeof other, "chr%s", chrom);
+  if (other[0] && pai_fasta_chrom_len(fa, other) >= 0)
+    snprintf(hint, n, "; the FASTA has '%s' but not '%s': do the files name chromosomes "
+             "differently?", other, chrom);
 }
 
 int pai_score_run(const pai_score_opts *o) {
@@ -191,8 +255,9 @@ int pai_score_run(const pai_score_opts *o) {
   pai_fasta *fa = NULL;
   pai_vartable vt = {0};
   batch_buf b = {0};
-  FILE *out = NULL;
-  char out_path[PAI_PATH_LEN], tmp_path[PAI_PATH_LEN + 32];
+  sink out = {0};
+  kstring_t row = {0, 0, NULL};
+  char out_path[PAI_PATH_LEN], tmp_path[PAI_PATH_LEN + 32], hint[PAI_PATH_LEN + 128] = "";
   tmp_path[0] = 0;
 
   if (o->input_length < 2 || o->input_length % 2) {
@@ -203,6 +268,11 @@ int pai_score_run(const pai_score_opts *o) {
     PAI_ERR("--batch_size %d: must be >= 1", o->batch_size);
     return PAI_ERR_USAGE;
   }
+  if (o->output && o->output[0])
+    snprintf(out_path, sizeof out_path, "%s", o->output);
+  else
+    pai_score_output_path(o->var_file, o->model_folder, out_path, sizeof out_path);
+  PAI_TRY(check_output_path(out_path, o->var_file));
   PAI_CHECK(pai_model_load(&model, o->model_folder));
   const pai_config *c = &model.cfg;
   if (o->input_length != c->input_length) {
@@ -217,20 +287,16 @@ int pai_score_run(const pai_score_opts *o) {
   PAI_CHECK(pai_infer_init(&inf, &model, 2 * o->batch_size, PAI_HEAD(0), &o->backend));
   PAI_CHECK(batch_init(&b, o->batch_size, L, O, T));
 
-  if (o->output && o->output[0])
-    snprintf(out_path, sizeof out_path, "%s", o->output);
-  else
-    pai_score_output_path(o->var_file, o->model_folder, out_path, sizeof out_path);
   snprintf(tmp_path, sizeof tmp_path, "%s.tmp.%ld", out_path, (long)getpid());
-  out = fopen(tmp_path, "w");
-  if (!out) {
+  if (sink_open(&out, tmp_path, name_is_gz(out_path)) != 0) {
     PAI_ERR("cannot write output %s: %s", tmp_path, strerror(errno));
     tmp_path[0] = 0;
     rc = PAI_ERR_IO;
     goto fail;
   }
-  fprintf(out, "%s%s%s\n", vt.header, vt.score_col < 0 ? "\tscore" : "",
-          o->raw && vt.raw_col < 0 ? "\traw" : "");
+  ksprintf(&row, "%s%s%s\n", vt.header, vt.score_col < 0 ? "\tscore" : "",
+           o->raw && vt.raw_col < 0 ? "\traw" : "");
+  int werr = sink_write(&out, &row);
 
   const long total = count_lines(o->var_file) - 1;
   long counts[N_OUTCOMES] = {0}, done = 0;
@@ -265,7 +331,9 @@ int pai_score_run(const pai_score_opts *o) {
       if (b.why[i] != SCORED) {
         PAI_WARN("%s:%ld: not scored: %s (%s:%lld %s>%s)", o->var_file, v->lineno,
                  outcome_text[b.why[i]], v->chrom, (long long)v->pos, v->ref, v->alt);
-        write_row(out, v->text, &vt, "", o->raw ? "" : NULL);
+        if (b.why[i] == BAD_CHROM && !hint[0]) chrom_hint(fa, v->chrom, hint, sizeof hint);
+        format_row(&row, v->text, &vt, "", o->raw ? "" : NULL);
+        werr |= sink_write(&out, &row);
         continue;
       }
       const size_t n_out = (size_t)O * T;
@@ -276,7 +344,8 @@ int pai_score_run(const pai_score_opts *o) {
       char score_s[32], raw_s[32];
       snprintf(score_s, sizeof score_s, "%.4f", pai_score_from_raw(raw));
       snprintf(raw_s, sizeof raw_s, "%.9g", raw);
-      write_row(out, v->text, &vt, score_s, o->raw ? raw_s : NULL);
+      format_row(&row, v->text, &vt, score_s, o->raw ? raw_s : NULL);
+      werr |= sink_write(&out, &row);
     }
     done += n;
     const double t = pai_now_s();
@@ -287,13 +356,17 @@ int pai_score_run(const pai_score_opts *o) {
       last_report = t;
     }
   }
-  if (fflush(out) != 0 || ferror(out) || fclose(out) != 0) {
-    out = NULL;
+  if (done > 0 && counts[SCORED] == 0) {   /* a table of empty scores helps no one */
+    PAI_ERR("none of the %ld rows of %s could be scored (the warnings above give the reasons); "
+            "no output written%s", done, o->var_file, hint);
+    rc = PAI_ERR_INPUT;
+    goto fail;
+  }
+  if ((werr | sink_close(&out)) != 0) {
     PAI_ERR("cannot finish writing %s (disk full?)", tmp_path);
     rc = PAI_ERR_IO;
     goto fail;
   }
-  out = NULL;
   if (rename(tmp_path, out_path) != 0) {
     PAI_ERR("cannot rename %s to %s: %s", tmp_path, out_path, strerror(errno));
     rc = PAI_ERR_IO;
@@ -312,10 +385,11 @@ int pai_score_run(const pai_score_opts *o) {
         k += snprintf(line + k, sizeof line - k, "%s%ld %s", sep, counts[r], outcome_text[r]);
         sep = "; ";
       }
-    PAI_WARN("%s", line);
+    PAI_WARN("%s%s", line, counts[SCORED] ? hint : "");
   }
 fail:
-  if (out) fclose(out);
+  sink_close(&out);
+  free(row.s);
   if (tmp_path[0]) unlink(tmp_path);
   batch_free(&b);
   pai_infer_free(&inf);

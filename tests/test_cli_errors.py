@@ -679,6 +679,26 @@ def cases(base):
                                             base_scores=base)(d, o, e)
                               + (["default output written too"]
                                  if os.path.exists(os.path.join(d, "v.m.tsv")) else [])))
+    add(name="--output is a directory: refused before any work",
+        prep=lambda d: (write(os.path.join(d, "v.tsv"), tsv(HEADER, var_rows())),
+                        os.makedirs(os.path.join(d, "outdir"))),
+        args=std_args() + ["--output", "outdir"], rc=2, err=r"outdir.*directory")
+    add(name="--output is the variant file itself: refused",
+        args=std_args() + ["--output", "./v.tsv"], rc=2, err=r"v\.tsv.*variant file")
+    add(name="no row scorable (chromosome names lack 'chr'): exit 1, no output, a hint",
+        prep=with_vars(tsv(HEADER, [["A"] + r[1:] for r in var_rows()])), args=std_args(),
+        rc=1, err=r"none of the 4 rows.*no output.*'chrA' but not 'A'")
+
+    def post_gz(d, out, err):
+        path = os.path.join(d, "s.tsv.gz")
+        try:
+            with gzip.open(path, "rt") as fh:
+                write(os.path.join(d, "s_plain.tsv"), fh.read())
+        except (OSError, EOFError) as e:
+            return ["%s is not gzip: %s" % (path, e)]
+        return expect_output("s_plain.tsv", HEADER + ["score"], 4, base_scores=base)(d, out, err)
+    add(name="an output named *.gz is gzip-compressed (as pandas writes it)",
+        args=std_args() + ["--output", "s.tsv.gz", "--quiet"], rc=0, post=post_gz)
     add(name="header only: exit 0, header-only output", prep=with_vars(tsv(HEADER, [])),
         args=std_args() + ["--quiet"], rc=0,
         post=expect_output("v.m.tsv", HEADER + ["score"], 0))

@@ -88,7 +88,9 @@ Checks and tolerances:
     missing directory and under a regular file (exit 1, names the path; running as root, a
     read-only directory would not stop the write); TSS table without a strand column (exit 1,
     names `strand`); every TSS row on an absent chromosome (exit 1); an existing OUT without
-    --overwrite (exit 2, OUT untouched) and with --overwrite (exit 0); no --out (exit 2);
+    --overwrite (exit 2, OUT untouched) and with --overwrite (exit 0); OUT.parts left by a job
+    with another --flank (exit 2, names --flank, its part file kept; with --overwrite: exit 0
+    and the same table as a fresh run); --out naming a directory (exit 2); no --out (exit 2);
     --device cuda without a GPU (exit 2, message mentions cuda). No error leaves an OUT; every
     rank exits with the expected status (a rank killed before it exits, as by MPI_Abort, fails
     this). A leftover OUT.parts/ is only noted (the contract asks for none after success only).
@@ -872,6 +874,31 @@ def check_errors(ck, run, tmp, fasta, genome, models, t1_path):
                  f"(rc {p.returncode})")
     if not ok:
         show_err(p)
+    # OUT.parts of a job with other inputs (here another --flank): refused, naming what
+    # changed, with its part files left alone; --overwrite discards them and gives the table
+    # of an uninterrupted run (the one just written above, same inputs).
+    d = os.path.join(base, "stale_parts")
+    os.makedirs(os.path.join(d, "out.tsv.gz.parts"))
+    stale = os.path.join(d, "out.tsv.gz")
+    with open(os.path.join(stale + ".parts", "job.tsv"), "w") as fh:
+        fh.write("format\t1\nflank\t4\nn_models\t1\n")
+    stale_part = os.path.join(stale + ".parts", "part-0.bin")
+    with open(stale_part, "wb") as fh:
+        fh.write(b"records of the other job")
+    case("OUT.parts of a job with another --flank", 2, r"--flank.*changed.*--overwrite", [m1],
+         out=stale)
+    ck.check(os.path.exists(stale_part), "6. the refused run left the other job's part file")
+    p = run.run(t1_path, fasta, [m1], stale, ["--flank", "3", "--overwrite"], ranks=2,
+                timeout=120)
+    ok = p.returncode == 0 and os.path.exists(stale) and \
+        gzip.open(stale, "rb").read() == gzip.open(out, "rb").read()
+    ck.check(ok, f"6. --overwrite over another job's OUT.parts: exit 0, the same table as a "
+                 f"fresh run (rc {p.returncode})")
+    if not ok:
+        show_err(p)
+    adir = os.path.join(base, "out_is_a_directory")
+    os.makedirs(adir)
+    case("--out is a directory", 2, r"directory", [m1], out=adir, keep_out=True)
     argv = [run.exe, "--tss_file", t1_path, "--fasta_file", fasta, "--model_folder", m1,
             "--threads", "1"]
     case("no --out", 2, r"out", [m1], argv=argv, ranks=0)
