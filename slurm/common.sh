@@ -11,8 +11,16 @@
 #           when run as root (mpirun refuses root otherwise).
 #   pai_run ARGS...           print the command line, then run it.
 #   pai_die MESSAGE           print "$PAI_SCRIPT: MESSAGE" on stderr and exit 1.
+#   pai_abs PATH              PATH as the scripts read it: relative to the repository root.
 
-cd "$REPO"
+cd "$REPO" || { echo "$PAI_SCRIPT: cannot enter the repository $REPO" >&2; exit 1; }
+
+pai_abs() {
+    case $1 in
+        /*) printf '%s' "$1" ;;
+        *) printf '%s/%s' "$PWD" "$1" ;;
+    esac
+}
 
 pai_die() {
     printf '%s: %s\n' "$PAI_SCRIPT" "$*" >&2

@@ -75,11 +75,11 @@ pai_banner
 for m in "${models[@]}"; do
     if [ ! -f "$m/model.h5" ]; then
         [ "$m" != "$default_model" ] || pai_die "$m not found: run scripts/demo.sh first"
-        pai_die "model folder $m (MODEL_FOLDERS) has no model.h5"
+        pai_die "model folder $(pai_abs "$m") (MODEL_FOLDERS) has no model.h5"
     fi
 done
-[ -f "$TSS_FILE" ] || pai_die "TSS_FILE $TSS_FILE not found"
-[ -f "$FASTA_FILE" ] || pai_die "FASTA_FILE $FASTA_FILE not found"
+[ -f "$TSS_FILE" ] || pai_die "TSS_FILE $(pai_abs "$TSS_FILE") not found"
+[ -f "$FASTA_FILE" ] || pai_die "FASTA_FILE $(pai_abs "$FASTA_FILE") not found"
 
 # Prints the row count of the finished table and one example query (on its first row). One
 # pass that reads to the end: an awk that exits early would kill bgzip with SIGPIPE (pipefail).

@@ -17,8 +17,10 @@
 #   FASTA_FILE     genome FASTA, plain or bgzip                 (default demo-out/synth/genome.fa)
 #   BIGWIG_FILES   track table: fwd, rev, xform                 (default demo-out/synth/tracks.tsv)
 #   H5_FOLDER      output folder of the shards                  (default demo-out/shards)
-#   CONFIG         config file with a [ppreprocess] section; empty for none
-#                                                               (default config/demo.conf)
+#   CONFIG         config file with a [ppreprocess] section; empty for none (default:
+#                  config/demo.conf, the demo's small windows, when TSS_FILE, FASTA_FILE and
+#                  BIGWIG_FILES are all the demo's; none, i.e. ppreprocess's published
+#                  defaults, as soon as one of them is set)
 #   EXTRA_ARGS     more ppreprocess options, e.g. "--input_length 32768 --output_length 16384"
 #   NP             ranks: mpirun -np NP without Slurm (default 2); inside an allocation srun
 #                  starts one rank per task unless NP asks for fewer
@@ -49,11 +51,16 @@ if [ -f "$here/common.sh" ]; then REPO=${REPO:-$here/..}; else REPO=${REPO:-${SL
     { echo "$PAI_SCRIPT: cannot find the repository: submit from its root or set REPO" >&2; exit 1; }
 
 synth=demo-out/synth
+# the demo's config goes with the demo's inputs only: never with a user's own data
+if [ -z "${TSS_FILE:-}${FASTA_FILE:-}${BIGWIG_FILES:-}" ]; then
+    CONFIG=${CONFIG-config/demo.conf}
+else
+    CONFIG=${CONFIG-}
+fi
 TSS_FILE=${TSS_FILE:-$synth/tss.tsv}
 FASTA_FILE=${FASTA_FILE:-$synth/genome.fa}
 BIGWIG_FILES=${BIGWIG_FILES:-$synth/tracks.tsv}
 H5_FOLDER=${H5_FOLDER:-demo-out/shards}
-CONFIG=${CONFIG-config/demo.conf}
 BIN=${BIN:-build}
 read -r -a extra <<<"${EXTRA_ARGS:-}"
 
@@ -64,13 +71,18 @@ for f in "$TSS_FILE" "$FASTA_FILE" "$BIGWIG_FILES"; do
         case "$f" in
             "$synth"/*) pai_die "$f not found: run scripts/demo.sh first, or $BIN/psynth --out" \
                 "$synth --n_chroms 4 --chrom_length 300000 --n_tss 800 --n_tracks 4" ;;
-            *) pai_die "$f not found" ;;
+            *) pai_die "$(pai_abs "$f") not found" ;;
         esac
     fi
 done
 
 args=()
-[ -z "$CONFIG" ] || args+=(--config "$CONFIG")
+if [ -n "$CONFIG" ]; then
+    echo "$PAI_SCRIPT: options from $CONFIG (CONFIG= for none)"
+    args+=(--config "$CONFIG")
+else
+    echo "$PAI_SCRIPT: no config file: ppreprocess's defaults and EXTRA_ARGS"
+fi
 args+=(--h5_folder "$H5_FOLDER" --tss_file "$TSS_FILE" --fasta_file "$FASTA_FILE"
        --bigwig_files "$BIGWIG_FILES")
 export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}

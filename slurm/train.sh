@@ -19,8 +19,10 @@
 #   MODEL_FOLDER         output model folder                      (default demo-out/demo_model)
 #   H5_HUMAN_FOLDER      ppreprocess folder of the human shards   (default demo-out/shards)
 #   H5_NONHUMAN_FOLDERS  space-separated folders of other species (heads 1..) (default none)
-#   CONFIG               config file with a [ptrain] section; empty for none
-#                                                                 (default config/demo.conf)
+#   CONFIG               config file with a [ptrain] section; empty for none (default:
+#                        config/demo.conf, the demo's small model, when H5_HUMAN_FOLDER and
+#                        H5_NONHUMAN_FOLDERS are the demo's; none, i.e. ptrain's published
+#                        defaults, as soon as either is set)
 #   SEED                 initial weights, data order, augmentation (default 7)
 #   THREADS              CPU threads per rank          (default SLURM_CPUS_PER_TASK, else 1)
 #   EXTRA_ARGS           more ptrain options, e.g. "--epochs 100 --stop_after_epochs 10"
@@ -55,9 +57,14 @@ if [ -f "$here/common.sh" ]; then REPO=${REPO:-$here/..}; else REPO=${REPO:-${SL
 . "$REPO/slurm/common.sh" 2>/dev/null ||
     { echo "$PAI_SCRIPT: cannot find the repository: submit from its root or set REPO" >&2; exit 1; }
 
+# the demo's config goes with the demo's shards only: never with a user's own data
+if [ -z "${H5_HUMAN_FOLDER:-}${H5_NONHUMAN_FOLDERS:-}" ]; then
+    CONFIG=${CONFIG-config/demo.conf}
+else
+    CONFIG=${CONFIG-}
+fi
 MODEL_FOLDER=${MODEL_FOLDER:-demo-out/demo_model}
 H5_HUMAN_FOLDER=${H5_HUMAN_FOLDER:-demo-out/shards}
-CONFIG=${CONFIG-config/demo.conf}
 SEED=${SEED:-7}
 THREADS=${THREADS:-${SLURM_CPUS_PER_TASK:-1}}
 BIN=${BIN:-build}
@@ -69,11 +76,16 @@ pai_banner
 if [ ! -f "$H5_HUMAN_FOLDER/manifest.tsv" ]; then
     [ "$H5_HUMAN_FOLDER" != demo-out/shards ] ||
         pai_die "$H5_HUMAN_FOLDER not found: run slurm/preprocess.sh (or scripts/demo.sh) first"
-    pai_die "H5_HUMAN_FOLDER $H5_HUMAN_FOLDER has no manifest.tsv (a ppreprocess folder?)"
+    pai_die "H5_HUMAN_FOLDER $(pai_abs "$H5_HUMAN_FOLDER") has no manifest.tsv (a ppreprocess folder?)"
 fi
 
 args=()
-[ -z "$CONFIG" ] || args+=(--config "$CONFIG")
+if [ -n "$CONFIG" ]; then
+    echo "$PAI_SCRIPT: options from $CONFIG (CONFIG= for none)"
+    args+=(--config "$CONFIG")
+else
+    echo "$PAI_SCRIPT: no config file: ptrain's defaults and EXTRA_ARGS"
+fi
 args+=(--model_folder "$MODEL_FOLDER" --h5_human_folder "$H5_HUMAN_FOLDER")
 [ ${#nonhuman[@]} -eq 0 ] || args+=(--h5_nonhuman_folders "${nonhuman[@]}")
 args+=(--seed "$SEED" --threads "$THREADS")
