@@ -195,6 +195,16 @@ static int read_config(pai_opt *opts, int n_opts, const char *path, const char *
       }
       *close = 0;
       strcpy(cur, trim(s + 1));
+      static const char *const programs[] = {"promoterai", "pmodel",    "psynth",
+                                             "ppreprocess", "ptrain",   "pfinetune",
+                                             "pprecompute"};
+      int known = strcmp(cur, section) == 0;
+      for (size_t i = 0; i < sizeof programs / sizeof programs[0]; i++)
+        known |= strcmp(cur, programs[i]) == 0;
+      if (!known)
+        PAI_WARN("%s:%d: section [%s] names no program (promoterai, pmodel, psynth, "
+                 "ppreprocess, ptrain, pfinetune, pprecompute): its keys are ignored",
+                 path, lineno, cur);
       continue;
     }
     char *eq = strchr(s, '=');
@@ -301,6 +311,13 @@ int pai_opts_parse(pai_opt *opts, int n_opts, const char *prog, const char *sect
       PAI_ERR("missing required option --%s (see %s --help)", opts[i].name, prog);
       return PAI_ERR_USAGE;
     }
+  /* Every program's --threads means the same (0: OMP_NUM_THREADS, else all cores), so it is
+   * checked here once rather than in each program. */
+  const pai_opt *t = pai_opts_find(opts, n_opts, "threads");
+  if (t && t->type == PAI_OPT_INT && *(const int *)t->dst < 0) {
+    PAI_ERR("--threads %d: must be >= 0 (0: OMP_NUM_THREADS, else all cores)", *(const int *)t->dst);
+    return PAI_ERR_USAGE;
+  }
   return 0;
 }
 

@@ -679,6 +679,14 @@ def cases(base):
                                             base_scores=base)(d, o, e)
                               + (["default output written too"]
                                  if os.path.exists(os.path.join(d, "v.m.tsv")) else [])))
+    add(name="--threads -1 refused", args=std_args() + ["--threads", "-1"], rc=2,
+        err=r"--threads -1.*>= 0")
+    add(name="a config section that names no program: warned about, run goes on",
+        prep=lambda d: (write(os.path.join(d, "v.tsv"), tsv(HEADER, var_rows())),
+                        write(os.path.join(d, "c.conf"), "[prommoterai]\nbatch_size = 2\n")),
+        args=std_args() + ["--config", "c.conf", "--quiet"], rc=0,
+        err=r"c\.conf:1: section \[prommoterai\] names no program",
+        post=expect_output("v.m.tsv", HEADER + ["score"], 4, base_scores=base))
     add(name="--output is a directory: refused before any work",
         prep=lambda d: (write(os.path.join(d, "v.tsv"), tsv(HEADER, var_rows())),
                         os.makedirs(os.path.join(d, "outdir"))),

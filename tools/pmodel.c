@@ -67,6 +67,11 @@ static int cmd_init(int argc, char **argv) {
     snprintf(cfg.head_names[j], PAI_NAME_LEN, "%s", names.v[j]);
   }
   if (pai_config_check(&cfg, "pmodel init") < 0) return 2;
+  const int radius = pai_receptive_radius(num_blocks);
+  if (input_length - output_length < 2 * radius)
+    PAI_WARN("input_length %d < output_length %d + 2 x receptive radius %d: padding reaches the "
+             "kept outputs (REFERENCE.md section 2.4), so ptrain and pprecompute will refuse "
+             "this model; promoterai scores it", input_length, output_length, radius);
   pai_model m;
   if ((rc = pai_model_create(&m, &cfg)) < 0) return pai_exit_code(rc);
   pai_params_init_random(&m.params, (uint64_t)seed);
@@ -115,7 +120,8 @@ static int cmd_predict(int argc, char **argv) {
       {"seq_file", PAI_OPT_STR, seqs, "sequences: one per line, or FASTA records", 1, 0},
       {"out", PAI_OPT_STR, out, "output HDF5 (/head_j [n, output_length, T_j])", 1, 0},
       {"batch_size", PAI_OPT_INT, &batch, "sequences per forward batch", 0, 0},
-      {"threads", PAI_OPT_INT, &threads, "CPU threads", 0, 0},
+      {"threads", PAI_OPT_INT, &threads, "CPU threads (default: OMP_NUM_THREADS or all cores)",
+       0, 0},
       {"device", PAI_OPT_STR, device, "cpu, cuda, or auto (cuda when a GPU is visible)", 0, 0},
       {"precision", PAI_OPT_STR, precision, "GPU dense layers: fp32 or bf16", 0, 0},
   };

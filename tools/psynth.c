@@ -292,7 +292,8 @@ int main(int argc, char **argv) {
   int rc = pai_opts_parse(opts, sizeof opts / sizeof opts[0], "psynth", "psynth",
                           "Writes a deterministic synthetic training set (genome.fa, tss.tsv, "
                           "tracks.tsv, bw/*.bw) whose\ntracks are a known local function of "
-                          "planted promoter motifs.", argc, argv);
+                          "planted promoter motifs, and outliers.tsv, expression-outlier\n"
+                          "variants for pfinetune.", argc, argv);
   if (rc == 1) return 0;
   if (rc < 0) return 2;
   if (n_chroms < 1 || n_tss < 1 || n_tracks < 1 || chrom_length < 4000 ||
