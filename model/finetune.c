@@ -402,6 +402,9 @@ int pai_finetune_run(const pai_dist *d, const pai_finetune_opts *o) {
              "rank(s) x %d, %lld steps per epoch -> %s",
              o->model_folder, n_train, n_val, o->batch_size, d->size, local, (long long)spe,
              out_folder);
+  if (d->rank == 0 && prog.epoch >= o->epochs)
+    PAI_INFO("all %d epochs already done: nothing to fine-tune (raise --epochs to go on)",
+             o->epochs);
   if (prog.epoch == 0 && prog.step == 0) {
     PAI_CHECK(evaluate(d, &comm, &c, val, n_val, &prog.initial_val_loss));
     if (d->rank == 0) PAI_INFO("initial val_loss %.6g", prog.initial_val_loss);

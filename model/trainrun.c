@@ -216,10 +216,27 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
                mc->n_heads == cfg.n_heads;
     for (int j = 0; same && j < n_heads; j++) same = mc->output_dims[j] == cfg.output_dims[j];
     if (!same) {
+      /* name the first difference, in the words of the command line */
+      char what[160];
+      if (mc->num_blocks != cfg.num_blocks)
+        snprintf(what, sizeof what, "--num_blocks %d, saved %d", cfg.num_blocks, mc->num_blocks);
+      else if (mc->model_dim != cfg.model_dim)
+        snprintf(what, sizeof what, "--model_dim %d, saved %d", cfg.model_dim, mc->model_dim);
+      else if (mc->input_length != cfg.input_length)
+        snprintf(what, sizeof what, "--input_length %d, saved %d", cfg.input_length,
+                 mc->input_length);
+      else if (mc->output_length != cfg.output_length)
+        snprintf(what, sizeof what, "--output_length %d, saved %d", cfg.output_length,
+                 mc->output_length);
+      else if (mc->n_heads != cfg.n_heads)
+        snprintf(what, sizeof what, "%d heads from the shard folders, saved %d", cfg.n_heads,
+                 mc->n_heads);
+      else
+        snprintf(what, sizeof what, "the shards' track counts differ from the saved heads'");
       PAI_ERR("%s: the saved model (%d blocks, dim %d, lengths %d / %d, %d heads) does not match "
-              "these options and shards",
+              "these options and shards (%s)",
               state_path, mc->num_blocks, mc->model_dim, mc->input_length, mc->output_length,
-              mc->n_heads);
+              mc->n_heads, what);
       rc = PAI_ERR_USAGE;
     }
     if (rc == 0 && prog.n_epochs != o->epochs) {
@@ -292,9 +309,14 @@ int pai_train_run(const pai_dist *d, const pai_train_opts *o) {
                      model.cfg.head_names[j], model.cfg.output_dims[j]);
     PAI_INFO("global batch %d = %d rank(s) x %d; heads: %s", o->batch_size, d->size, local,
              heads);
-    PAI_INFO("training samples: human %lld; validation %lld; %lld steps per epoch, epochs %d..%d",
-             (long long)sets[0].n_samples, (long long)sets[n_heads].n_samples, (long long)spe,
-             prog.epoch + 1, o->epochs);
+    if (prog.epoch >= o->epochs)
+      PAI_INFO("training samples: human %lld; validation %lld; all %d epochs already done: "
+               "nothing to train (raise --epochs to go on)",
+               (long long)sets[0].n_samples, (long long)sets[n_heads].n_samples, o->epochs);
+    else
+      PAI_INFO("training samples: human %lld; validation %lld; %lld steps per epoch, epochs "
+               "%d..%d", (long long)sets[0].n_samples, (long long)sets[n_heads].n_samples,
+               (long long)spe, prog.epoch + 1, o->epochs);
   }
 
   if (prog.epoch == 0 && prog.step == 0) {
