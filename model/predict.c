@@ -11,6 +11,7 @@
 #include "model/forward.h"
 #include "model/seq.h"
 #include "mpi/log.h"
+#include "preprocess/tsv.h"
 
 /* Appends one sequence of exactly L characters to the (n, L) code buffer. */
 static int push_seq(uint8_t **codes, int *n, int *cap, const char *s, int L) {
@@ -26,25 +27,23 @@ static int push_seq(uint8_t **codes, int *n, int *cap, const char *s, int L) {
 
 /* Reads every sequence of the file into one (n, L) code buffer. */
 static int read_seqs(const char *path, int L, uint8_t **codes_out, int *n_out) {
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    PAI_ERR("cannot open sequence file %s: %s", path, strerror(errno));
-    return PAI_ERR_IO;
-  }
-  int rc = 0, n = 0, cap = 16, fasta = -1, in_record = 0;
+  int rc = 0;
+  struct BGZF *f = pai_text_open(path, "sequence file", &rc);   /* plain, gzip or bgzip */
+  if (!f) return rc;
+  int n = 0, cap = 16, fasta = -1, in_record = 0;
   uint8_t *codes = malloc((size_t)cap * L);
   char *line = NULL, *cur = malloc((size_t)L + 1);
   size_t line_cap = 0, cur_len = 0;
   long lineno = 0, record_line = 0;
-  ssize_t len;
-  while (rc == 0 && (len = getline(&line, &line_cap, f)) >= 0) {
+  long len = 0;
+  while (rc == 0 && (len = pai_text_getline(f, &line, &line_cap)) >= 0) {
     lineno++;
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
     if (len == 0) continue;
     if (fasta < 0) fasta = line[0] == '>';
     if (!fasta) {   /* one sequence per line */
       if (len != L) {
-        PAI_ERR("%s:%ld: sequence of length %zd, expected input_length %d", path, lineno, len, L);
+        PAI_ERR("%s:%ld: sequence of length %ld, expected input_length %d", path, lineno, len, L);
         rc = PAI_ERR_INPUT;
       } else {
         rc = push_seq(&codes, &n, &cap, line, L);
@@ -64,6 +63,11 @@ static int read_seqs(const char *path, int L, uint8_t **codes_out, int *n_out) {
       cur_len += (size_t)len;
     }
   }
+  if (rc == 0 && len == -2) {
+    PAI_ERR("%s: %s after line %ld", path,
+            pai_text_compressed(f) ? "truncated or corrupt compressed data" : "read error", lineno);
+    rc = PAI_ERR_IO;
+  }
   if (rc == 0 && fasta == 1) {
     if (in_record && cur_len != (size_t)L) {
       PAI_ERR("%s:%ld: record's sequence is not input_length %d long", path, record_line, L);
@@ -74,7 +78,7 @@ static int read_seqs(const char *path, int L, uint8_t **codes_out, int *n_out) {
   }
   free(line);
   free(cur);
-  fclose(f);
+  pai_text_close(f);
   if (rc == 0 && n == 0) {
     PAI_ERR("%s: no sequences", path);
     rc = PAI_ERR_INPUT;

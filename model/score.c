@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "model/vartable.h"
 #include "mpi/log.h"
 #include "preprocess/fasta.h"
+#include "preprocess/tsv.h"
 
 typedef enum {
   SCORED = 0,
@@ -155,19 +157,6 @@ static int batch_init(batch_buf *b, int cap, int L, int O, int T) {
   return 0;
 }
 
-/* Counts the rows of the table for progress lines (a fast pass over the file). */
-static long count_lines(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f) return -1;
-  long n = 0;
-  char buf[1 << 16];
-  size_t got;
-  while ((got = fread(buf, 1, sizeof buf, f)) > 0)
-    for (size_t i = 0; i < got; i++) n += buf[i] == '\n';
-  fclose(f);
-  return n;
-}
-
 /* The output table: plain text, or bgzip (which gzip reads) when its name ends in ".gz", as
  * pandas' to_csv compresses by the name's suffix in the published code. */
 typedef struct {
@@ -220,6 +209,39 @@ static void format_row(kstring_t *k, const char *text, const pai_vartable *vt, c
   if (vt->score_col < 0) ksprintf(k, "\t%s", score);
   if (raw && vt->raw_col < 0) ksprintf(k, "\t%s", raw);
   kputc('\n', k);
+}
+
+/* The temporary output, removed if the run is interrupted (SIGINT, SIGTERM, SIGHUP: Ctrl-C,
+ * a scheduler's kill) so that nothing is left behind; unlink is async-signal-safe. Signals the
+ * caller ignores (nohup's SIGHUP) stay ignored. */
+static char interrupted_tmp[PAI_PATH_LEN + 32];
+static const int guarded[3] = {SIGINT, SIGTERM, SIGHUP};
+static struct sigaction before[3];
+static int guarding;
+
+static void remove_tmp_and_die(int sig) {
+  unlink(interrupted_tmp);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+/* path: guard it; NULL: put the earlier handlers back. */
+static void guard_tmp(const char *path) {
+  if (path && !guarding) {
+    snprintf(interrupted_tmp, sizeof interrupted_tmp, "%s", path);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = remove_tmp_and_die;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 3; i++) {
+      sigaction(guarded[i], NULL, &before[i]);
+      if (before[i].sa_handler != SIG_IGN) sigaction(guarded[i], &sa, NULL);
+    }
+    guarding = 1;
+  } else if (!path && guarding) {
+    for (int i = 0; i < 3; i++) sigaction(guarded[i], &before[i], NULL);
+    guarding = 0;
+  }
 }
 
 /* The output must be a new file name or a file other than the variant file. */
@@ -288,6 +310,7 @@ int pai_score_run(const pai_score_opts *o) {
   PAI_CHECK(batch_init(&b, o->batch_size, L, O, T));
 
   snprintf(tmp_path, sizeof tmp_path, "%s.tmp.%ld", out_path, (long)getpid());
+  guard_tmp(tmp_path);
   if (sink_open(&out, tmp_path, name_is_gz(out_path)) != 0) {
     PAI_ERR("cannot write output %s: %s", tmp_path, strerror(errno));
     tmp_path[0] = 0;
@@ -298,7 +321,7 @@ int pai_score_run(const pai_score_opts *o) {
            o->raw && vt.raw_col < 0 ? "\traw" : "");
   int werr = sink_write(&out, &row);
 
-  const long total = count_lines(o->var_file) - 1;
+  const long total = pai_count_lines(o->var_file) - 1;   /* for progress lines */
   long counts[N_OUTCOMES] = {0}, done = 0;
   const double t0 = pai_now_s();
   double last_report = t0;
@@ -351,8 +374,11 @@ int pai_score_run(const pai_score_opts *o) {
     const double t = pai_now_s();
     if (t - last_report >= 10.0) {
       const double rate = done / (t - t0);
-      PAI_INFO("%ld/%ld variants, %.1f variants/s, ETA %.0f s", done, total, rate,
-               rate > 0 ? (total - done) / rate : 0.0);
+      if (total >= done)
+        PAI_INFO("%ld/%ld variants, %.1f variants/s, ETA %.0f s", done, total, rate,
+                 rate > 0 ? (total - done) / rate : 0.0);
+      else
+        PAI_INFO("%ld variants, %.1f variants/s", done, rate);
       last_report = t;
     }
   }
@@ -391,6 +417,7 @@ fail:
   sink_close(&out);
   free(row.s);
   if (tmp_path[0]) unlink(tmp_path);
+  guard_tmp(NULL);
   batch_free(&b);
   pai_infer_free(&inf);
   pai_fasta_close(fa);

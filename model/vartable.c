@@ -1,7 +1,6 @@
 /* vartable.c - see vartable.h. */
 #include "model/vartable.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,24 +9,42 @@
 
 static const char *const req_names[PAI_N_REQ_COLS] = {"chrom", "pos", "ref", "alt", "strand"};
 
-/* Reads one line without its "\n" or "\r\n"; returns its length, or -1 at EOF. */
-static ssize_t read_line(pai_vartable *vt) {
-  ssize_t n = getline(&vt->line, &vt->line_cap, vt->f);
-  if (n < 0) return -1;
+/* Reads one line without its "\n" or "\r\n"; returns its length, -1 at EOF, or -2 for a read or
+ * decompression error. */
+static long read_line(pai_vartable *vt) {
+  long n = pai_text_getline(vt->f, &vt->line, &vt->line_cap);
+  if (n < 0) return n;
   vt->lineno++;
   while (n > 0 && (vt->line[n - 1] == '\n' || vt->line[n - 1] == '\r')) vt->line[--n] = 0;
   return n;
 }
 
+/* A macro, so that the log line names the public function. */
+#define READ_ERROR(vt)                                                                          \
+  do {                                                                                          \
+    if (!pai_text_compressed((vt)->f))                                                          \
+      PAI_ERR("%s: read error after line %ld", (vt)->path, (vt)->lineno);                       \
+    else if ((vt)->lineno)                                                                      \
+      PAI_ERR("%s: truncated or corrupt compressed data after line %ld", (vt)->path,            \
+              (vt)->lineno);                                                                    \
+    else                                                                                        \
+      PAI_ERR("%s: truncated or corrupt compressed data (not even the header line could be "    \
+              "read)", (vt)->path);                                                             \
+  } while (0)
+
 int pai_vartable_open(pai_vartable *vt, const char *path) {
   memset(vt, 0, sizeof *vt);
   snprintf(vt->path, sizeof vt->path, "%s", path);
-  vt->f = fopen(path, "r");
-  if (!vt->f) {
-    PAI_ERR("cannot open variant file %s: %s", path, strerror(errno));
+  int rc = 0;
+  vt->f = pai_text_open(path, "variant file", &rc);
+  if (!vt->f) return rc;
+  const long n = read_line(vt);
+  if (n == -2) {
+    READ_ERROR(vt);
+    pai_vartable_close(vt);
     return PAI_ERR_IO;
   }
-  if (read_line(vt) < 0) {
+  if (n < 0) {
     PAI_ERR("%s: empty file (expected a header line with chrom, pos, ref, alt, strand)", path);
     pai_vartable_close(vt);
     return PAI_ERR_INPUT;
@@ -36,7 +53,6 @@ int pai_vartable_open(pai_vartable *vt, const char *path) {
   char *copy = strdup(vt->line);
   char *fields[1024];
   vt->n_cols = pai_split_tabs(copy, fields, 1024);
-  int rc = 0;
   for (int r = 0; r < PAI_N_REQ_COLS && rc == 0; r++) {
     vt->col[r] = -1;
     for (int c = 0; c < vt->n_cols && c < 1024; c++) {
@@ -74,16 +90,14 @@ void pai_variant_free(pai_variant *v) {
 
 int pai_vartable_next(pai_vartable *vt, pai_variant *v) {
   pai_variant_free(v);
-  ssize_t n;
+  long n;
   do {
     n = read_line(vt);
-    if (n < 0) {
-      if (ferror(vt->f)) {
-        PAI_ERR("%s: read error after line %ld", vt->path, vt->lineno);
-        return PAI_ERR_IO;
-      }
-      return 0;
+    if (n == -2) {
+      READ_ERROR(vt);
+      return PAI_ERR_IO;
     }
+    if (n < 0) return 0;
   } while (n == 0);   /* blank lines are not rows */
   v->text = strdup(vt->line);
   v->fields = strdup(vt->line);
@@ -125,7 +139,7 @@ int pai_vartable_next(pai_vartable *vt, pai_variant *v) {
 }
 
 void pai_vartable_close(pai_vartable *vt) {
-  if (vt->f) fclose(vt->f);
+  pai_text_close(vt->f);
   free(vt->header);
   free(vt->line);
   memset(vt, 0, sizeof *vt);

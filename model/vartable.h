@@ -1,7 +1,8 @@
 /* vartable.h - the scorer's variant table: a TSV with a header line naming at least the columns
  * chrom, pos, ref, alt, strand (any order; other columns are kept as they are).
  * pos is 1-based, as in the published format and VCF; strand is 1, -1, + or -.
- * Rows are read one at a time, so a table of any length is scored in bounded memory. */
+ * Rows are read one at a time, so a table of any length is scored in bounded memory. The file may
+ * be plain text, gzip or bgzip (decompressed as it is read). */
 #ifndef PAI_VARTABLE_H
 #define PAI_VARTABLE_H
 
@@ -12,15 +13,17 @@
 
 enum { PAI_COL_CHROM, PAI_COL_POS, PAI_COL_REF, PAI_COL_ALT, PAI_COL_STRAND, PAI_N_REQ_COLS };
 
+struct BGZF;
+
 typedef struct {
-  FILE *f;
+  struct BGZF *f;             /* htslib reader: plain, gzip or bgzip */
   char path[PAI_PATH_LEN];
   char *header;               /* the header line, without its newline */
   int n_cols;
   int col[PAI_N_REQ_COLS];    /* index of each required column */
   int score_col, raw_col;     /* index of an existing `score` / `raw` column, or -1 */
   long lineno;                /* line number of the last line read (1 = header) */
-  char *line;                 /* getline buffer */
+  char *line;                 /* line buffer */
   size_t line_cap;
 } pai_vartable;
 

@@ -2,9 +2,12 @@
 #include "preprocess/bigwig.h"
 
 #include <bigWig.h>
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "mpi/log.h"
 
@@ -25,8 +28,39 @@ int pai_bigwig_init(void) {
   return 0;
 }
 
+/* libBigWig prints raw lines of its own ("[urlOpen] Couldn't open ... for reading", "[bwOpen]
+ * urlOpen is NULL!", header errors) for a file it cannot open or read, before the caller's error
+ * line. So a local path is checked here first and bwOpen is only called for a readable file that
+ * starts with the bigWig magic number: PAI_ERR_IO with errno saying why (ENOENT, EACCES, EISDIR),
+ * or PAI_ERR_INPUT for a file that is not a bigWig. URLs are left to libBigWig. */
+static int precheck(const char *path) {
+  if (strstr(path, "://")) return 0;
+  struct stat st;
+  if (stat(path, &st) != 0) return PAI_ERR_IO;
+  if (S_ISDIR(st.st_mode)) {
+    errno = EISDIR;
+    return PAI_ERR_IO;
+  }
+  FILE *f = fopen(path, "rb");
+  if (!f) return PAI_ERR_IO;
+  unsigned char m[4] = {0};
+  const size_t got = fread(m, 1, sizeof m, f);
+  const int err = ferror(f) ? errno : 0;
+  fclose(f);
+  if (err) {
+    errno = err;
+    return PAI_ERR_IO;
+  }
+  /* 0x888FFC26, little-endian: the only byte order libBigWig reads */
+  static const unsigned char magic[4] = {0x26, 0xFC, 0x8F, 0x88};
+  if (got != sizeof m || memcmp(m, magic, sizeof m) != 0) return PAI_ERR_INPUT;
+  return 0;
+}
+
 int pai_bigwig_open(pai_bigwig **bw, const char *path) {
   *bw = NULL;
+  const int pre = precheck(path);
+  if (pre < 0) return pre;   /* the caller names the table row */
   pai_bigwig *b = calloc(1, sizeof *b);
   if (!b) return PAI_ERR_NOMEM;
   snprintf(b->path, sizeof b->path, "%s", path);

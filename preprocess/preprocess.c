@@ -274,8 +274,13 @@ static int parse_tracks(prep_input *in, const pai_prep_opts *o, int open_files) 
       pai_bigwig *bw;
       int rc = pai_bigwig_open(&bw, bwp);
       if (rc < 0) {
-        PAI_ERR("%s:%ld: field '%s': cannot open bigWig %s (%s)", path, line, req[k], bwp,
-                access(bwp, R_OK) != 0 ? strerror(errno) : "not a bigWig file, or damaged");
+        const int err = errno;   /* pai_bigwig_open's reason for PAI_ERR_IO */
+        const char *slash = strrchr(path, '/');
+        char also[PAI_PATH_LEN + 32] = "";
+        if (rc == PAI_ERR_IO && err == ENOENT && bwp[0] != '/' && slash)
+          snprintf(also, sizeof also, "; also looked in %.*s/", (int)(slash - path), path);
+        PAI_ERR("%s:%ld: field '%s': cannot open bigWig %s (%s%s)", path, line, req[k], bwp,
+                rc == PAI_ERR_IO ? strerror(err) : "not a bigWig file, or damaged", also);
         return rc;
       }
       pai_bigwig_close(bw);
@@ -752,9 +757,10 @@ int pai_preprocess_run(const pai_dist *d, const pai_prep_opts *o) {
     for (int i = 0; load && i < n_parts; i++) load[parts[i].rank] += parts[i].count;
     for (int r = 0; load && r < d->size; r++) max_load = load[r] > max_load ? load[r] : max_load;
     free(load);
-    PAI_INFO("%lld TSSs on %d chromosomes, %d tracks -> %d shards over %d rank%s (at most %lld "
-             "samples per rank)", (long long)total, in.n_groups, in.T, n_parts, d->size,
-             d->size > 1 ? "s" : "", (long long)max_load);
+    PAI_INFO("%lld TSSs on %d chromosomes, %d tracks, windows %d / %d bp -> %d shards over %d "
+             "rank%s (at most %lld samples per rank)", (long long)total, in.n_groups, in.T,
+             o->input_length, o->output_length, n_parts, d->size, d->size > 1 ? "s" : "",
+             (long long)max_load);
     rc = check_names_unique(&in, parts, n_parts);
     if (rc == 0) rc = housekeeping(o, &in, parts, n_parts, &kept, &n_kept);
   }

@@ -2,47 +2,164 @@
 #include "preprocess/tsv.h"
 
 #include <errno.h>
+#include <htslib/bgzf.h>
+#include <htslib/hts_log.h>
+#include <htslib/kstring.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "mpi/log.h"
 
-int pai_read_file(const char *path, const char *what, char **buf, size_t *len) {
-  *buf = NULL;
-  *len = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    PAI_ERR("cannot open %s %s: %s", what, path, strerror(errno));
-    return PAI_ERR_IO;
+/* htslib reports decompression failures with its own "[E::...]" lines; the callers here name
+ * the file in one line of their own, so htslib is silenced around each call. */
+static enum htsLogLevel quiet_hts(void) {
+  enum htsLogLevel old = hts_get_log_level();
+  hts_set_log_level(HTS_LOG_OFF);
+  return old;
+}
+
+/* pai_text_open, logging as `where`. */
+static BGZF *text_open(const char *path, const char *what, int *status, const char *where) {
+  *status = 0;
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    pai_log('E', where, "cannot open %s %s: %s", what, path, strerror(errno));
+    *status = PAI_ERR_IO;
+    return NULL;
   }
+  if (S_ISDIR(st.st_mode)) {
+    pai_log('E', where, "%s %s: is a directory (a file is expected)", what, path);
+    *status = PAI_ERR_IO;
+    return NULL;
+  }
+  const enum htsLogLevel old = quiet_hts();
+  errno = 0;
+  BGZF *f = bgzf_open(path, "r");
+  const int err = errno;
+  int eof_block = 1;
+  /* bgzip writes an empty end-of-file block: without it the file was cut short (between two
+   * blocks, where nothing else would notice). Plain gzip has no such block. */
+  if (f && f->is_compressed && !f->is_gzip) eof_block = bgzf_check_EOF(f) != 0;
+  hts_set_log_level(old);
+  if (!f) {
+    pai_log('E', where, "cannot open %s %s: %s", what, path,
+            err ? strerror(err) : "not a readable plain, gzip or bgzip file");
+    *status = PAI_ERR_IO;
+    return NULL;
+  }
+  if (!eof_block) {
+    pai_log('E', where, "%s %s: truncated bgzip file (its end-of-file block is missing)", what,
+            path);
+    bgzf_close(f);
+    *status = PAI_ERR_INPUT;
+    return NULL;
+  }
+  return f;
+}
+
+BGZF *pai_text_open_at(const char *path, const char *what, int *status, const char *where) {
+  return text_open(path, what, status, where);
+}
+
+long pai_text_getline(BGZF *f, char **line, size_t *cap) {
+  kstring_t k = {0, *cap, *line};
+  const enum htsLogLevel old = quiet_hts();
+  int n = bgzf_getline(f, '\n', &k);
+  hts_set_log_level(old);
+  *line = k.s;
+  *cap = k.m;
+  /* bgzf_getline hands out the part of a line read before a decompression error as a line */
+  if (f->errcode) return -2;
+  if (n == -1) return -1;
+  if (n < 0) return -2;
+  return (long)k.l;
+}
+
+int pai_text_compressed(const BGZF *f) { return f->is_compressed; }
+
+void pai_text_close(BGZF *f) {
+  if (!f) return;
+  const enum htsLogLevel old = quiet_hts();
+  bgzf_close(f);
+  hts_set_log_level(old);
+}
+
+/* Reads the rest of f into a malloc'd, NUL-terminated buffer: 0, PAI_ERR_NOMEM, or -2 for a
+ * read or decompression error. */
+static int read_all(BGZF *f, char **buf, size_t *len) {
   size_t cap = 1 << 16, n = 0;
   char *b = malloc(cap + 1);
-  for (size_t got; b && (got = fread(b + n, 1, cap - n, f)) > 0;) {
-    n += got;
+  if (!b) return PAI_ERR_NOMEM;
+  const enum htsLogLevel old = quiet_hts();
+  ssize_t got;
+  while ((got = bgzf_read(f, b + n, cap - n)) > 0) {
+    n += (size_t)got;
     if (n == cap) {
       char *nb = realloc(b, 2 * cap + 1);
-      if (!nb) {
-        free(b);
-        b = NULL;
-        break;
-      }
+      if (!nb) break;
       b = nb;
       cap *= 2;
     }
   }
-  int bad = ferror(f);
-  fclose(f);
-  if (!b) return PAI_ERR_NOMEM;
-  if (bad) {
-    PAI_ERR("read error in %s %s", what, path);
+  hts_set_log_level(old);
+  if (n == cap) {
     free(b);
-    return PAI_ERR_IO;
+    return PAI_ERR_NOMEM;
+  }
+  if (got < 0 || f->errcode) {
+    free(b);
+    *len = n;
+    return -2;
   }
   b[n] = 0;
   *buf = b;
   *len = n;
   return 0;
+}
+
+int pai_read_file(const char *path, const char *what, char **buf, size_t *len) {
+  *buf = NULL;
+  *len = 0;
+  int rc;
+  BGZF *f = text_open(path, what, &rc, __func__);
+  if (!f) return rc;
+  size_t n = 0;
+  rc = read_all(f, buf, &n);
+  if (rc == -2) {
+    if (pai_text_compressed(f))
+      PAI_ERR("cannot read %s %s: truncated or corrupt %s data (after %zu bytes of text)", what,
+              path, f->is_gzip ? "gzip" : "bgzip", n);
+    else
+      PAI_ERR("read error in %s %s: %s", what, path, strerror(errno ? errno : EIO));
+    rc = PAI_ERR_IO;
+  }
+  pai_text_close(f);
+  if (rc == 0) *len = n;
+  return rc;
+}
+
+long pai_count_lines(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0 || S_ISDIR(st.st_mode)) return -1;
+  const enum htsLogLevel old = quiet_hts();
+  BGZF *f = bgzf_open(path, "r");
+  long n = -1;
+  if (f) {
+    char *b = malloc(1 << 16);
+    ssize_t got = -1;
+    if (b) {
+      n = 0;
+      while ((got = bgzf_read(f, b, 1 << 16)) > 0)
+        for (const char *p = b, *e = b + got; (p = memchr(p, '\n', (size_t)(e - p))); p++) n++;
+    }
+    if (got < 0 || f->errcode) n = -1;
+    free(b);
+    bgzf_close(f);
+  }
+  hts_set_log_level(old);
+  return n;
 }
 
 /* Cuts s at the end of its line; returns the next line's start (NULL at the end). */

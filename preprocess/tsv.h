@@ -21,8 +21,30 @@ typedef struct {
   long *lineno;              /* [n_rows] 1-based line numbers in the file */
 } pai_tsv;
 
-/* Reads a whole file into *buf (malloc'd, NUL-terminated) and *len. */
+/* Reads a whole file into *buf (malloc'd, NUL-terminated) and *len. The file may be plain text,
+ * gzip or bgzip (decompressed transparently); a directory, a file that cannot be opened and
+ * truncated or corrupt compressed data are errors naming `what` and the path. */
 int pai_read_file(const char *path, const char *what, char **buf, size_t *len) PAI_WUR;
+
+/* Number of '\n' in the file's (decompressed) content, or -1 when it cannot be opened or read.
+ * Logs nothing; meant for progress lines. */
+long pai_count_lines(const char *path);
+
+/* Streaming line reader over a plain, gzip or bgzip file (htslib BGZF), for tables read row by
+ * row. pai_text_open returns NULL after logging one error line naming `what` and the path
+ * ("<what> <path>: is a directory", "cannot open <what> <path>: <reason>", a bgzip file without
+ * its end-of-file block), with *status set. */
+struct BGZF;
+struct BGZF *pai_text_open_at(const char *path, const char *what, int *status, const char *where);
+/* the log line names the calling function, as PAI_ERR does */
+#define pai_text_open(path, what, status) pai_text_open_at(path, what, status, __func__)
+/* Reads the next line into *line (realloc'd, NUL-terminated, without its '\n'; a '\r' before it
+ * may remain). Returns its length, -1 at the end of the file, or -2 when the file could not be
+ * read or its compressed data are truncated or corrupt (not logged: the caller knows the line). */
+long pai_text_getline(struct BGZF *f, char **line, size_t *cap);
+/* 1 when the file is gzip or bgzip compressed. */
+int pai_text_compressed(const struct BGZF *f);
+void pai_text_close(struct BGZF *f);
 
 /* Parses text (takes ownership of the malloc'd buffer, even on failure). */
 int pai_tsv_parse(pai_tsv *t, const char *path, char *text) PAI_WUR;

@@ -12,7 +12,8 @@ must match the regex (file name, line and field where relevant). Positive cases 
 table (REFERENCE.md section 3: rows kept in place, `score` column appended, empty score and a
 `[W ...]` warning naming file:line and the reason for unscorable rows, then a summary warning).
 
-Cases run two at a time (--jobs); each child gets OMP_NUM_THREADS=1.
+Cases run two at a time (--jobs); each child gets OMP_NUM_THREADS=1. Last, a run killed by
+SIGTERM while scoring must leave neither its output nor its temporary file.
 Usage: /usr/bin/python3 tests/test_cli_errors.py --bin BUILD_DIR [--keep] [--jobs N]
 """
 
@@ -713,6 +714,30 @@ def cases(base):
     return C
 
 
+def check_interrupt(root):
+    """SIGTERM while scoring (as a scheduler's kill or Ctrl-C would) leaves neither the output
+    nor its temporary file: the signal is sent as soon as the temporary file appears, on a
+    table large enough to take seconds."""
+    d = os.path.join(root, "interrupt")
+    os.makedirs(d)
+    rows = var_rows()
+    write(os.path.join(d, "v.tsv"), tsv(HEADER, rows * 50000))
+    p = subprocess.Popen([os.path.join(BIN, "promoterai")] + std_args() + ["--quiet"], cwd=d,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    t0 = time.time()
+    seen = []
+    while not seen and p.poll() is None and time.time() - t0 < 30:
+        seen = [f for f in os.listdir(d) if ".tmp." in f]
+        time.sleep(0.005)
+    p.send_signal(15)
+    rc = p.wait(timeout=60)
+    left = sorted(f for f in os.listdir(d) if f != "v.tsv")
+    check(bool(seen) and rc == -15 and not left,
+          "SIGTERM while scoring: killed by it, no output and no temporary file left",
+          "temporary file seen %s, exit %s, left %s" % (seen, rc, left))
+
+
 def main():
     global BIN, ROOT
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -738,6 +763,7 @@ def main():
             with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as ex:
                 for ok, what, detail in ex.map(run_case, table):
                     check(ok, what, detail)
+            check_interrupt(ROOT)
     finally:
         if a.keep:
             print("kept " + ROOT)
