@@ -244,6 +244,14 @@ static void guard_tmp(const char *path) {
   }
 }
 
+/* An allele as a warning shows it: quoted when it is empty or holds white space, which would
+ * otherwise be invisible ("ref does not match the genome (chr1:1000 A >G)"). */
+static const char *shown(const char *allele, char *buf, size_t n) {
+  if (allele[0] && !strpbrk(allele, " \t\r\v\f")) return allele;
+  snprintf(buf, n, "'%s'", allele);
+  return buf;
+}
+
 /* The output must be a new file name or a file other than the variant file. */
 static int check_output_path(const char *out_path, const char *var_file) {
   struct stat out_st, in_st;
@@ -352,8 +360,10 @@ int pai_score_run(const pai_score_opts *o) {
       const pai_variant *v = &b.rows[i];
       counts[b.why[i]]++;
       if (b.why[i] != SCORED) {
+        char rq[64], aq[64];
         PAI_WARN("%s:%ld: not scored: %s (%s:%lld %s>%s)", o->var_file, v->lineno,
-                 outcome_text[b.why[i]], v->chrom, (long long)v->pos, v->ref, v->alt);
+                 outcome_text[b.why[i]], v->chrom, (long long)v->pos,
+                 shown(v->ref, rq, sizeof rq), shown(v->alt, aq, sizeof aq));
         if (b.why[i] == BAD_CHROM && !hint[0]) chrom_hint(fa, v->chrom, hint, sizeof hint);
         format_row(&row, v->text, &vt, "", o->raw ? "" : NULL);
         werr |= sink_write(&out, &row);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <htslib/faidx.h>
 #include <htslib/hts_log.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,8 +17,33 @@ struct pai_fasta {
   char path[PAI_PATH_LEN];
 };
 
+/* Why htslib could not index path, guessed from its first bytes (htslib's own reason goes to
+ * stderr only, and is silenced). */
+static const char *index_failure(const char *path) {
+  unsigned char b[18] = {0};
+  FILE *f = fopen(path, "rb");
+  const size_t n = f ? fread(b, 1, sizeof b, f) : 0;
+  if (f) fclose(f);
+  if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b)
+    return n >= 14 && (b[3] & 4) && b[12] == 'B' && b[13] == 'C'
+               ? "a damaged bgzip file?"
+               : "gzip-compressed, which htslib cannot index: recompress with bgzip";
+  if (n == 0) return "an empty file";
+  if (b[0] != '>') return "not FASTA: the first line does not start with '>'";
+  char dir[PAI_PATH_LEN];
+  const char *slash = strrchr(path, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + 1 : 1, slash ? path : ".");
+  if (access(dir, W_OK) != 0) return "its folder is not writable, and the .fai goes beside it";
+  return "lines of different lengths within a sequence? rewrap it to one line length";
+}
+
 int pai_fasta_open(pai_fasta **out, const char *path) {
   *out = NULL;
+  struct stat sp;
+  if (stat(path, &sp) == 0 && S_ISDIR(sp.st_mode)) {
+    PAI_ERR("FASTA %s: is a directory (a file is expected)", path);
+    return PAI_ERR_IO;
+  }
   if (access(path, R_OK) != 0) {
     PAI_ERR("cannot read FASTA %s: %s", path, strerror(errno));
     return PAI_ERR_IO;
@@ -47,9 +73,8 @@ int pai_fasta_open(pai_fasta **out, const char *path) {
     char fai[PAI_PATH_LEN + 8];
     snprintf(fai, sizeof fai, "%s.fai", path);
     if (access(fai, F_OK) != 0)
-      PAI_ERR("cannot index FASTA %s: %s.fai could not be built (is the directory writable, and "
-              "is the file FASTA, plain or bgzip-compressed? gzip is not enough: use bgzip)",
-              path, path);
+      PAI_ERR("cannot index FASTA %s: %s.fai could not be built (%s)", path, path,
+              index_failure(path));
     else
       PAI_ERR("cannot load the index of FASTA %s (stale or damaged %s.fai?)", path, path);
     free(fa);

@@ -332,7 +332,20 @@ def cases(base):
         write(os.path.join(d, "v.tsv"), tsv(HEADER, var_rows()))
         write(os.path.join(d, "notes.fa"), "this is not a fasta file\njust text\n")
     add(name="FASTA is plain text without '>' records", prep=prep_textnotfasta,
-        args=std_args(**{"--fasta_file": "notes.fa"}), rc=1, err=r"notes\.fa")
+        args=std_args(**{"--fasta_file": "notes.fa"}), rc=1, err=r"notes\.fa.*'>'")
+
+    def prep_uneven(d):
+        write(os.path.join(d, "v.tsv"), tsv(HEADER, var_rows()))
+        g = GENOME
+        write(os.path.join(d, "uneven.fa"), ">chrA\n%s\n%s\n%s\n" % (g[:60], g[60:100],
+                                                                     g[100:]))
+    add(name="FASTA with lines of different lengths: the reason is given", prep=prep_uneven,
+        args=std_args(**{"--fasta_file": "uneven.fa"}), rc=1,
+        err=r"uneven\.fa.*different lengths")
+    add(name="FASTA is a directory",
+        prep=lambda d: (write(os.path.join(d, "v.tsv"), tsv(HEADER, var_rows())),
+                        os.makedirs(os.path.join(d, "gdir"))),
+        args=std_args(**{"--fasta_file": "gdir"}), rc=1, err=r"gdir.*is a directory")
 
     # ---- model folder --------------------------------------------------------------------
     add(name="missing model folder", args=std_args(**{"--model_folder": "nomodel"}), rc=1,
@@ -680,6 +693,14 @@ def cases(base):
                                             base_scores=base)(d, o, e)
                               + (["default output written too"]
                                  if os.path.exists(os.path.join(d, "v.m.tsv")) else [])))
+    def post_space(d, out, err):
+        if not re.search(r"v\.tsv:2: not scored: ref does not match.*'%s '>" % re.escape(g[99]),
+                         err):
+            return ["no warning showing the ref with its trailing space quoted"]
+        return []
+    add(name="a ref with a trailing space: the warning shows it quoted",
+        prep=with_row(2, ["chrA", "100", g[99] + " ", other_base(g[99]), "+"]),
+        args=std_args(), rc=0, post=post_space)
     add(name="--threads -1 refused", args=std_args() + ["--threads", "-1"], rc=2,
         err=r"--threads -1.*>= 0")
     add(name="a config section that names no program: warned about, run goes on",
