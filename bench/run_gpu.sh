@@ -93,7 +93,8 @@ for part in "$@"; do
       tmp=$(mktemp -d)
       # The real programs, not their wrappers, so that the sanitizer sees the process it starts.
       sanitize() {
-        local what="$* (${PAI_PRECISION:-}${PAI_DWCONV:+, PAI_DWCONV=$PAI_DWCONV})" rc
+        local env="${PAI_PRECISION:-}${PAI_DWCONV:+, PAI_DWCONV=$PAI_DWCONV}" rc
+        local what="$*${env:+ ($env)}"
         echo "=== sanitize $what" >> "$log"
         LD_LIBRARY_PATH="$PAI_BUNDLE_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$san" \
           --tool memcheck --leak-check full --error-exitcode 99 "$PAI_BUNDLE/libexec/$1" "${@:2}" >> "$log" 2>&1

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <htslib/bgzf.h>
+#include <htslib/hts_log.h>
 #include <htslib/kstring.h>
 
 #include "model/forward.h"
@@ -164,10 +165,12 @@ typedef struct {
   BGZF *bg;
 } sink;
 
-static int name_is_gz(const char *path) {
-  const size_t n = strlen(path);
-  return n > 3 && !strcmp(path + n - 3, ".gz");
+static int name_ends(const char *path, const char *suffix) {
+  const size_t n = strlen(path), k = strlen(suffix);
+  return n > k && !strcasecmp(path + n - k, suffix);
 }
+
+static int name_is_gz(const char *path) { return name_ends(path, ".gz"); }
 
 static int sink_open(sink *s, const char *path, int gz) {
   memset(s, 0, sizeof *s);
@@ -176,15 +179,27 @@ static int sink_open(sink *s, const char *path, int gz) {
   return s->f || s->bg ? 0 : -1;
 }
 
+/* htslib's own "[E::bgzf_flush] ..." lines are silenced: the caller reports a failure once */
 static int sink_write(sink *s, const kstring_t *k) {
-  if (s->bg) return bgzf_write(s->bg, k->s, k->l) == (ssize_t)k->l ? 0 : -1;
+  if (s->bg) {
+    const enum htsLogLevel old = hts_get_log_level();
+    hts_set_log_level(HTS_LOG_OFF);
+    const int ok = bgzf_write(s->bg, k->s, k->l) == (ssize_t)k->l;
+    hts_set_log_level(old);
+    return ok ? 0 : -1;
+  }
   return fwrite(k->s, 1, k->l, s->f) == k->l ? 0 : -1;
 }
 
 /* Closes s; 0 when everything reached the file. */
 static int sink_close(sink *s) {
   int rc = 0;
-  if (s->bg) rc = bgzf_close(s->bg);
+  if (s->bg) {
+    const enum htsLogLevel old = hts_get_log_level();
+    hts_set_log_level(HTS_LOG_OFF);
+    rc = bgzf_close(s->bg);
+    hts_set_log_level(old);
+  }
   if (s->f) rc = (fflush(s->f) != 0 || ferror(s->f)) | (fclose(s->f) != 0) ? -1 : 0;
   memset(s, 0, sizeof *s);
   return rc;
@@ -254,6 +269,13 @@ static const char *shown(const char *allele, char *buf, size_t n) {
 
 /* The output must be a new file name or a file other than the variant file. */
 static int check_output_path(const char *out_path, const char *var_file) {
+  static const char *const other[] = {".bz2", ".xz", ".zip", ".zst"};   /* pandas would use */
+  for (int i = 0; i < 4; i++)
+    if (name_ends(out_path, other[i])) {
+      PAI_ERR("output %s: %s compression is not written here; name it .gz (bgzip) or give no "
+              "compression suffix", out_path, other[i] + 1);
+      return PAI_ERR_USAGE;
+    }
   struct stat out_st, in_st;
   if (stat(out_path, &out_st) != 0) return 0;
   if (S_ISDIR(out_st.st_mode)) {
@@ -381,6 +403,11 @@ int pai_score_run(const pai_score_opts *o) {
       werr |= sink_write(&out, &row);
     }
     done += n;
+    if (werr) {   /* stop at once rather than score the rest for nothing */
+      PAI_ERR("cannot write %s: %s (disk full?)", tmp_path, strerror(errno ? errno : EIO));
+      rc = PAI_ERR_IO;
+      goto fail;
+    }
     const double t = pai_now_s();
     if (t - last_report >= 10.0) {
       const double rate = done / (t - t0);
@@ -394,7 +421,7 @@ int pai_score_run(const pai_score_opts *o) {
   }
   if (done > 0 && counts[SCORED] == 0) {   /* a table of empty scores helps no one */
     PAI_ERR("none of the %ld rows of %s could be scored (the warnings above give the reasons); "
-            "no output written%s", done, o->var_file, hint);
+            "nothing written%s", done, o->var_file, hint);
     rc = PAI_ERR_INPUT;
     goto fail;
   }

@@ -65,9 +65,9 @@ int pai_bigwig_open(pai_bigwig **bw, const char *path) {
   if (!b) return PAI_ERR_NOMEM;
   snprintf(b->path, sizeof b->path, "%s", path);
   b->fp = bwOpen(path, NULL, "r");
-  if (!b->fp) {
+  if (!b->fp) {   /* it passed the checks above: a damaged bigWig */
     free(b);
-    return PAI_ERR_IO;   /* the caller names the table row */
+    return PAI_ERR_INPUT;   /* the caller names the table row */
   }
   if (b->fp->type != 0 || !b->fp->cl) {   /* type 1: bigBed */
     bwClose(b->fp);

@@ -13,10 +13,12 @@
 typedef struct pai_bigwig pai_bigwig;
 
 /* Opens path for reading; a file that cannot be opened or is not a bigWig is an error naming it.
- * pai_bigwig_open logs nothing (the caller names the table row) and keeps libBigWig quiet: a
- * local path that is missing, unreadable or a directory is PAI_ERR_IO with errno saying why, a
- * file that does not start with the bigWig magic number (or is a bigBed) PAI_ERR_INPUT, both
- * without calling libBigWig. pai_bigwig_init() must have been called once in the process. */
+ * pai_bigwig_open logs nothing (the caller names the table row): a local path that is missing,
+ * unreadable or a directory is PAI_ERR_IO with errno saying why, a file that does not start
+ * with the bigWig magic number (or is a bigBed) PAI_ERR_INPUT, both without calling libBigWig,
+ * so nothing else is printed. A damaged file that starts like a bigWig is PAI_ERR_INPUT too,
+ * after libBigWig has printed its own lines about it. pai_bigwig_init() must have been called
+ * once in the process. */
 int pai_bigwig_init(void) PAI_WUR;
 int pai_bigwig_open(pai_bigwig **bw, const char *path) PAI_WUR;
 void pai_bigwig_close(pai_bigwig *bw);

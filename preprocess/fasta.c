@@ -24,16 +24,16 @@ static const char *index_failure(const char *path) {
   FILE *f = fopen(path, "rb");
   const size_t n = f ? fread(b, 1, sizeof b, f) : 0;
   if (f) fclose(f);
-  if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b)
-    return n >= 14 && (b[3] & 4) && b[12] == 'B' && b[13] == 'C'
-               ? "a damaged bgzip file?"
-               : "gzip-compressed, which htslib cannot index: recompress with bgzip";
-  if (n == 0) return "an empty file";
-  if (b[0] != '>') return "not FASTA: the first line does not start with '>'";
+  const int gz = n >= 2 && b[0] == 0x1f && b[1] == 0x8b;
+  const int bgzf = gz && n >= 14 && (b[3] & 4) && b[12] == 'B' && b[13] == 'C';
+  if (gz && !bgzf) return "gzip-compressed, which htslib cannot index: recompress with bgzip";
   char dir[PAI_PATH_LEN];
   const char *slash = strrchr(path, '/');
   snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + 1 : 1, slash ? path : ".");
-  if (access(dir, W_OK) != 0) return "its folder is not writable, and the .fai goes beside it";
+  if (access(dir, W_OK) != 0) return "its folder is not writable, and the index goes beside it";
+  if (bgzf) return "a damaged bgzip file?";
+  if (n == 0) return "an empty file";
+  if (b[0] != '>') return "not FASTA: the first line does not start with '>'";
   return "lines of different lengths within a sequence? rewrap it to one line length";
 }
 

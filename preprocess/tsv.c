@@ -141,8 +141,8 @@ int pai_read_file(const char *path, const char *what, char **buf, size_t *len) {
 }
 
 long pai_count_lines(const char *path) {
-  struct stat st;
-  if (stat(path, &st) != 0 || S_ISDIR(st.st_mode)) return -1;
+  struct stat st;   /* a pipe or FIFO (/dev/stdin) can be read once only: it is not counted */
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
   const enum htsLogLevel old = quiet_hts();
   BGZF *f = bgzf_open(path, "r");
   long n = -1;

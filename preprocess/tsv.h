@@ -26,8 +26,8 @@ typedef struct {
  * truncated or corrupt compressed data are errors naming `what` and the path. */
 int pai_read_file(const char *path, const char *what, char **buf, size_t *len) PAI_WUR;
 
-/* Number of '\n' in the file's (decompressed) content, or -1 when it cannot be opened or read.
- * Logs nothing; meant for progress lines. */
+/* Number of '\n' in the file's (decompressed) content, or -1 when it is not a regular file (a
+ * pipe is read once only) or cannot be opened or read. Logs nothing; meant for progress lines. */
 long pai_count_lines(const char *path);
 
 /* Streaming line reader over a plain, gzip or bgzip file (htslib BGZF), for tables read row by

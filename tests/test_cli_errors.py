@@ -13,7 +13,8 @@ table (REFERENCE.md section 3: rows kept in place, `score` column appended, empt
 `[W ...]` warning naming file:line and the reason for unscorable rows, then a summary warning).
 
 Cases run two at a time (--jobs); each child gets OMP_NUM_THREADS=1. Last, a run killed by
-SIGTERM while scoring must leave neither its output nor its temporary file.
+SIGTERM while scoring must leave neither its output nor its temporary file, and a table read
+from a pipe must be scored whole.
 Usage: /usr/bin/python3 tests/test_cli_errors.py --bin BUILD_DIR [--keep] [--jobs N]
 """
 
@@ -717,7 +718,7 @@ def cases(base):
         args=std_args() + ["--output", "./v.tsv"], rc=2, err=r"v\.tsv.*variant file")
     add(name="no row scorable (chromosome names lack 'chr'): exit 1, no output, a hint",
         prep=with_vars(tsv(HEADER, [["A"] + r[1:] for r in var_rows()])), args=std_args(),
-        rc=1, err=r"none of the 4 rows.*no output.*'chrA' but not 'A'")
+        rc=1, err=r"none of the 4 rows.*nothing written.*'chrA' but not 'A'")
 
     def post_gz(d, out, err):
         path = os.path.join(d, "s.tsv.gz")
@@ -729,6 +730,13 @@ def cases(base):
         return expect_output("s_plain.tsv", HEADER + ["score"], 4, base_scores=base)(d, out, err)
     add(name="an output named *.gz is gzip-compressed (as pandas writes it)",
         args=std_args() + ["--output", "s.tsv.gz", "--quiet"], rc=0, post=post_gz)
+    def post_upper_gz(d, out, err):
+        os.rename(os.path.join(d, "s.tsv.GZ"), os.path.join(d, "s.tsv.gz"))
+        return post_gz(d, out, err)
+    add(name="an output named *.GZ is compressed too (the suffix in any case)",
+        args=std_args() + ["--output", "s.tsv.GZ", "--quiet"], rc=0, post=post_upper_gz)
+    add(name="an output named *.bz2 is refused (only .gz is written compressed)",
+        args=std_args() + ["--output", "s.tsv.bz2"], rc=2, err=r"s\.tsv\.bz2.*\.gz")
     add(name="header only: exit 0, header-only output", prep=with_vars(tsv(HEADER, [])),
         args=std_args() + ["--quiet"], rc=0,
         post=expect_output("v.m.tsv", HEADER + ["score"], 0))
@@ -759,6 +767,23 @@ def check_interrupt(root):
           "temporary file seen %s, exit %s, left %s" % (seen, rc, left))
 
 
+def check_pipe(root):
+    """A variant table read from a pipe (--var_file /dev/stdin) is scored whole: no row is lost
+    to a second pass over the input (the row count for progress lines)."""
+    d = os.path.join(root, "pipe")
+    os.makedirs(d)
+    rows = var_rows() * 2500
+    p = subprocess.run([os.path.join(BIN, "promoterai")]
+                       + std_args(**{"--var_file": "/dev/stdin"}) + ["--output", "out.tsv",
+                                                                     "--quiet"],
+                       cwd=d, input=tsv(HEADER, rows), capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    got = len(read_table(os.path.join(d, "out.tsv"))) - 1 if p.returncode == 0 else None
+    check(p.returncode == 0 and got == len(rows),
+          "--var_file /dev/stdin (a pipe): every row scored",
+          "exit %d, %s of %d rows; stderr %s" % (p.returncode, got, len(rows), p.stderr[-300:]))
+
+
 def main():
     global BIN, ROOT
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -785,6 +810,7 @@ def main():
                 for ok, what, detail in ex.map(run_case, table):
                     check(ok, what, detail)
             check_interrupt(ROOT)
+            check_pipe(ROOT)
     finally:
         if a.keep:
             print("kept " + ROOT)
