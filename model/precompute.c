@@ -462,7 +462,6 @@ static void free_names(char **names, int n) {
   free(names);
 }
 
-/* Rank 0: creates or checks OUT.parts/job.tsv and finds the finished sites (done[s] = 1). */
 /* --overwrite: removes the part files and job.tsv of a job with other inputs. */
 static int clear_parts(const char *dir, const char *job_path) {
   char **files = NULL;
@@ -483,6 +482,7 @@ static int clear_parts(const char *dir, const char *job_path) {
   return rc;
 }
 
+/* Rank 0: creates or checks OUT.parts/job.tsv and finds the finished sites (done[s] = 1). */
 static int prepare_parts(const char *dir, const char *identity, const job_t *J, int n_models,
                          int overwrite, unsigned char *done, int64_t *n_done) {
   char path[PAI_PATH_LEN + 16];
@@ -882,8 +882,7 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
     PAI_ERR("%s exists (pass --overwrite to replace it)", o->out);
     rc = PAI_ERR_USAGE;
   }
-  const size_t out_len = strlen(o->out);
-  if (rc == 0 && (out_len < 3 || strcmp(o->out + out_len - 3, ".gz") != 0))
+  if (rc == 0 && !pai_name_is_gz(o->out))
     PAI_WARN("--out %s: the table is bgzip-compressed; a name ending in .gz tells zcat, tabix "
              "and other tools so", o->out);
   if (rc == 0 && M >= 3) {   /* score_<name> columns must be distinct */

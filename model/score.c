@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <htslib/bgzf.h>
-#include <htslib/hts_log.h>
 #include <htslib/kstring.h>
 
 #include "model/forward.h"
@@ -170,8 +169,6 @@ static int name_ends(const char *path, const char *suffix) {
   return n > k && !strcasecmp(path + n - k, suffix);
 }
 
-static int name_is_gz(const char *path) { return name_ends(path, ".gz"); }
-
 static int sink_open(sink *s, const char *path, int gz) {
   memset(s, 0, sizeof *s);
   if (gz) s->bg = bgzf_open(path, "w");
@@ -182,10 +179,9 @@ static int sink_open(sink *s, const char *path, int gz) {
 /* htslib's own "[E::bgzf_flush] ..." lines are silenced: the caller reports a failure once */
 static int sink_write(sink *s, const kstring_t *k) {
   if (s->bg) {
-    const enum htsLogLevel old = hts_get_log_level();
-    hts_set_log_level(HTS_LOG_OFF);
+    const int old = pai_hts_quiet();
     const int ok = bgzf_write(s->bg, k->s, k->l) == (ssize_t)k->l;
-    hts_set_log_level(old);
+    pai_hts_restore(old);
     return ok ? 0 : -1;
   }
   return fwrite(k->s, 1, k->l, s->f) == k->l ? 0 : -1;
@@ -195,10 +191,9 @@ static int sink_write(sink *s, const kstring_t *k) {
 static int sink_close(sink *s) {
   int rc = 0;
   if (s->bg) {
-    const enum htsLogLevel old = hts_get_log_level();
-    hts_set_log_level(HTS_LOG_OFF);
+    const int old = pai_hts_quiet();
     rc = bgzf_close(s->bg);
-    hts_set_log_level(old);
+    pai_hts_restore(old);
   }
   if (s->f) rc = (fflush(s->f) != 0 || ferror(s->f)) | (fclose(s->f) != 0) ? -1 : 0;
   memset(s, 0, sizeof *s);
@@ -341,7 +336,7 @@ int pai_score_run(const pai_score_opts *o) {
 
   snprintf(tmp_path, sizeof tmp_path, "%s.tmp.%ld", out_path, (long)getpid());
   guard_tmp(tmp_path);
-  if (sink_open(&out, tmp_path, name_is_gz(out_path)) != 0) {
+  if (sink_open(&out, tmp_path, pai_name_is_gz(out_path)) != 0) {
     PAI_ERR("cannot write output %s: %s", tmp_path, strerror(errno));
     tmp_path[0] = 0;
     rc = PAI_ERR_IO;

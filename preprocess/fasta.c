@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <htslib/faidx.h>
-#include <htslib/hts_log.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "mpi/log.h"
+#include "preprocess/tsv.h"
 
 struct pai_fasta {
   faidx_t *fai;
@@ -65,10 +65,9 @@ int pai_fasta_open(pai_fasta **out, const char *path) {
   if (!fa) return PAI_ERR_NOMEM;
   snprintf(fa->path, sizeof fa->path, "%s", path);
   /* htslib would print its own lines too; this function reports the failure once, below */
-  enum htsLogLevel level = hts_get_log_level();
-  hts_set_log_level(HTS_LOG_OFF);
+  const int level = pai_hts_quiet();
   fa->fai = fai_load3(path, NULL, NULL, FAI_CREATE);
-  hts_set_log_level(level);
+  pai_hts_restore(level);
   if (!fa->fai) {
     char fai[PAI_PATH_LEN + 8];
     snprintf(fai, sizeof fai, "%s.fai", path);

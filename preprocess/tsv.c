@@ -8,16 +8,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "mpi/log.h"
 
-/* htslib reports decompression failures with its own "[E::...]" lines; the callers here name
- * the file in one line of their own, so htslib is silenced around each call. */
-static enum htsLogLevel quiet_hts(void) {
-  enum htsLogLevel old = hts_get_log_level();
+int pai_hts_quiet(void) {
+  const int old = (int)hts_get_log_level();
   hts_set_log_level(HTS_LOG_OFF);
   return old;
+}
+
+void pai_hts_restore(int level) { hts_set_log_level((enum htsLogLevel)level); }
+
+int pai_name_is_gz(const char *path) {
+  const size_t n = strlen(path);
+  return n > 3 && !strcasecmp(path + n - 3, ".gz");
 }
 
 /* pai_text_open, logging as `where`. */
@@ -34,7 +40,7 @@ static BGZF *text_open(const char *path, const char *what, int *status, const ch
     *status = PAI_ERR_IO;
     return NULL;
   }
-  const enum htsLogLevel old = quiet_hts();
+  const int old = pai_hts_quiet();
   errno = 0;
   BGZF *f = bgzf_open(path, "r");
   const int err = errno;
@@ -42,7 +48,7 @@ static BGZF *text_open(const char *path, const char *what, int *status, const ch
   /* bgzip writes an empty end-of-file block: without it the file was cut short (between two
    * blocks, where nothing else would notice). Plain gzip has no such block. */
   if (f && f->is_compressed && !f->is_gzip) eof_block = bgzf_check_EOF(f) != 0;
-  hts_set_log_level(old);
+  pai_hts_restore(old);
   if (!f) {
     pai_log('E', where, "cannot open %s %s: %s", what, path,
             err ? strerror(err) : "not a readable plain, gzip or bgzip file");
@@ -65,9 +71,9 @@ BGZF *pai_text_open_at(const char *path, const char *what, int *status, const ch
 
 long pai_text_getline(BGZF *f, char **line, size_t *cap) {
   kstring_t k = {0, *cap, *line};
-  const enum htsLogLevel old = quiet_hts();
+  const int old = pai_hts_quiet();
   int n = bgzf_getline(f, '\n', &k);
-  hts_set_log_level(old);
+  pai_hts_restore(old);
   *line = k.s;
   *cap = k.m;
   /* bgzf_getline hands out the part of a line read before a decompression error as a line */
@@ -81,9 +87,9 @@ int pai_text_compressed(const BGZF *f) { return f->is_compressed; }
 
 void pai_text_close(BGZF *f) {
   if (!f) return;
-  const enum htsLogLevel old = quiet_hts();
+  const int old = pai_hts_quiet();
   bgzf_close(f);
-  hts_set_log_level(old);
+  pai_hts_restore(old);
 }
 
 /* Reads the rest of f into a malloc'd, NUL-terminated buffer: 0, PAI_ERR_NOMEM, or -2 for a
@@ -92,7 +98,7 @@ static int read_all(BGZF *f, char **buf, size_t *len) {
   size_t cap = 1 << 16, n = 0;
   char *b = malloc(cap + 1);
   if (!b) return PAI_ERR_NOMEM;
-  const enum htsLogLevel old = quiet_hts();
+  const int old = pai_hts_quiet();
   ssize_t got;
   while ((got = bgzf_read(f, b + n, cap - n)) > 0) {
     n += (size_t)got;
@@ -103,7 +109,7 @@ static int read_all(BGZF *f, char **buf, size_t *len) {
       cap *= 2;
     }
   }
-  hts_set_log_level(old);
+  pai_hts_restore(old);
   if (n == cap) {
     free(b);
     return PAI_ERR_NOMEM;
@@ -143,7 +149,7 @@ int pai_read_file(const char *path, const char *what, char **buf, size_t *len) {
 long pai_count_lines(const char *path) {
   struct stat st;   /* a pipe or FIFO (/dev/stdin) can be read once only: it is not counted */
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
-  const enum htsLogLevel old = quiet_hts();
+  const int old = pai_hts_quiet();
   BGZF *f = bgzf_open(path, "r");
   long n = -1;
   if (f) {
@@ -158,7 +164,7 @@ long pai_count_lines(const char *path) {
     free(b);
     bgzf_close(f);
   }
-  hts_set_log_level(old);
+  pai_hts_restore(old);
   return n;
 }
 

@@ -46,6 +46,14 @@ long pai_text_getline(struct BGZF *f, char **line, size_t *cap);
 int pai_text_compressed(const struct BGZF *f);
 void pai_text_close(struct BGZF *f);
 
+/* htslib reports failures with its own "[E::...]" lines; callers that name the file in one line
+ * of their own silence it around the call: old = pai_hts_quiet(); ...; pai_hts_restore(old). */
+int pai_hts_quiet(void);
+void pai_hts_restore(int level);
+
+/* 1 when a file name ends in ".gz", in any case (the name of a bgzip output). */
+int pai_name_is_gz(const char *path);
+
 /* Parses text (takes ownership of the malloc'd buffer, even on failure). */
 int pai_tsv_parse(pai_tsv *t, const char *path, char *text) PAI_WUR;
 void pai_tsv_free(pai_tsv *t);
