@@ -64,8 +64,7 @@ static int read_seqs(const char *path, int L, uint8_t **codes_out, int *n_out) {
     }
   }
   if (rc == 0 && len == -2) {
-    PAI_ERR("%s: %s after line %ld", path,
-            pai_text_compressed(f) ? "truncated or corrupt compressed data" : "read error", lineno);
+    pai_text_read_error(f, path, lineno);
     rc = PAI_ERR_IO;
   }
   if (rc == 0 && fasta == 1) {

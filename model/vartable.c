@@ -19,19 +19,6 @@ static long read_line(pai_vartable *vt) {
   return n;
 }
 
-/* A macro, so that the log line names the public function. */
-#define READ_ERROR(vt)                                                                          \
-  do {                                                                                          \
-    if (!pai_text_compressed((vt)->f))                                                          \
-      PAI_ERR("%s: read error after line %ld", (vt)->path, (vt)->lineno);                       \
-    else if ((vt)->lineno)                                                                      \
-      PAI_ERR("%s: truncated or corrupt compressed data after line %ld", (vt)->path,            \
-              (vt)->lineno);                                                                    \
-    else                                                                                        \
-      PAI_ERR("%s: truncated or corrupt compressed data (not even the header line could be "    \
-              "read)", (vt)->path);                                                             \
-  } while (0)
-
 int pai_vartable_open(pai_vartable *vt, const char *path) {
   memset(vt, 0, sizeof *vt);
   snprintf(vt->path, sizeof vt->path, "%s", path);
@@ -40,7 +27,7 @@ int pai_vartable_open(pai_vartable *vt, const char *path) {
   if (!vt->f) return rc;
   const long n = read_line(vt);
   if (n == -2) {
-    READ_ERROR(vt);
+    pai_text_read_error(vt->f, vt->path, vt->lineno);
     pai_vartable_close(vt);
     return PAI_ERR_IO;
   }
@@ -94,7 +81,7 @@ int pai_vartable_next(pai_vartable *vt, pai_variant *v) {
   do {
     n = read_line(vt);
     if (n == -2) {
-      READ_ERROR(vt);
+      pai_text_read_error(vt->f, vt->path, vt->lineno);
       return PAI_ERR_IO;
     }
     if (n < 0) return 0;

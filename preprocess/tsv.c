@@ -85,6 +85,16 @@ long pai_text_getline(BGZF *f, char **line, size_t *cap) {
 
 int pai_text_compressed(const BGZF *f) { return f->is_compressed; }
 
+void pai_text_read_error_at(const BGZF *f, const char *path, long lineno, const char *where) {
+  if (!f->is_compressed)
+    pai_log('E', where, "%s: read error after line %ld", path, lineno);
+  else if (lineno)
+    pai_log('E', where, "%s: truncated or corrupt compressed data after line %ld", path, lineno);
+  else
+    pai_log('E', where, "%s: truncated or corrupt compressed data (not even the first line "
+            "could be read)", path);
+}
+
 void pai_text_close(BGZF *f) {
   if (!f) return;
   const int old = pai_hts_quiet();

@@ -44,6 +44,10 @@ struct BGZF *pai_text_open_at(const char *path, const char *what, int *status, c
 long pai_text_getline(struct BGZF *f, char **line, size_t *cap);
 /* 1 when the file is gzip or bgzip compressed. */
 int pai_text_compressed(const struct BGZF *f);
+/* Logs pai_text_getline's -2 for path, whose last good line was lineno (0: none), as `where`. */
+void pai_text_read_error_at(const struct BGZF *f, const char *path, long lineno,
+                            const char *where);
+#define pai_text_read_error(f, path, lineno) pai_text_read_error_at(f, path, lineno, __func__)
 void pai_text_close(struct BGZF *f);
 
 /* htslib reports failures with its own "[E::...]" lines; callers that name the file in one line
