@@ -25,6 +25,10 @@ int pai_receptive_radius(int num_blocks) {
   return r;
 }
 
+int pai_padding_reaches_outputs(const pai_config *cfg) {
+  return cfg->input_length < cfg->output_length + 2 * pai_receptive_radius(cfg->num_blocks);
+}
+
 int pai_n_shortcuts(const pai_config *cfg) {
   return (cfg->num_blocks + cfg->shortcut_freq - 1) / cfg->shortcut_freq;
 }

@@ -29,6 +29,10 @@ int pai_config_check(const pai_config *cfg, const char *source) PAI_WUR;
 
 int pai_dilation(int block);
 int pai_receptive_radius(int num_blocks);
+/* 1 when input_length < output_length + 2 * receptive radius: the zero padding then reaches the
+ * kept outputs, and computing only some positions (training crops, shared reference passes)
+ * is no longer exact (REFERENCE.md section 2.4). */
+int pai_padding_reaches_outputs(const pai_config *cfg);
 /* Number of shortcut layers (N, N-4, ... > 0) and the k-th of them (k = 0 is N). */
 int pai_n_shortcuts(const pai_config *cfg);
 int pai_shortcut_layer(const pai_config *cfg, int k);

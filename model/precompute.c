@@ -931,7 +931,7 @@ int pai_precompute_run(const pai_dist *d, const pai_precompute_opts *o) {
       PAI_ERR("%s: input_length %d differs from %s's %d (all models must read the same windows)",
               o->models->v[m], c->input_length, o->models->v[0], models[0].cfg.input_length);
       rc = PAI_ERR_INPUT;
-    } else if (c->input_length < c->output_length + 2 * radius) {
+    } else if (pai_padding_reaches_outputs(c)) {
       PAI_ERR("%s: input_length %d < output_length %d + 2 x receptive radius %d: padding reaches "
               "the kept outputs, so variants cannot share a reference pass (REFERENCE.md 2.4)",
               o->models->v[m], c->input_length, c->output_length, radius);

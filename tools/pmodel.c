@@ -67,11 +67,11 @@ static int cmd_init(int argc, char **argv) {
     snprintf(cfg.head_names[j], PAI_NAME_LEN, "%s", names.v[j]);
   }
   if (pai_config_check(&cfg, "pmodel init") < 0) return 2;
-  const int radius = pai_receptive_radius(num_blocks);
-  if (input_length - output_length < 2 * radius)
+  if (pai_padding_reaches_outputs(&cfg))
     PAI_WARN("input_length %d < output_length %d + 2 x receptive radius %d: padding reaches the "
              "kept outputs (REFERENCE.md section 2.4), so ptrain and pprecompute will refuse "
-             "this model; promoterai scores it", input_length, output_length, radius);
+             "this model; promoterai scores it", input_length, output_length,
+             pai_receptive_radius(num_blocks));
   pai_model m;
   if ((rc = pai_model_create(&m, &cfg)) < 0) return pai_exit_code(rc);
   pai_params_init_random(&m.params, (uint64_t)seed);
@@ -104,8 +104,7 @@ static int cmd_info(int argc, char **argv) {
   for (int k = 0; k < pai_n_shortcuts(c); k++)
     printf(k ? ",%d" : "%d", pai_shortcut_layer(c, k));
   printf("\nreceptive_radius\t%d\n", radius);
-  printf("padding_reaches_outputs\t%s\n",
-         c->input_length - c->output_length >= 2 * radius ? "no" : "yes");
+  printf("padding_reaches_outputs\t%s\n", pai_padding_reaches_outputs(c) ? "yes" : "no");
   printf("parameters\t%zu\n", pai_params_count(&m.params));
   pai_model_free(&m);
   return 0;
