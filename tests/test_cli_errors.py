@@ -551,6 +551,11 @@ def cases(base):
         err=r"(?i)usage|command", error=False)
     add(name="pmodel unknown command", prog="pmodel", args=["frobnicate"], rc=2,
         err=r"frobnicate")
+    # 4 blocks: receptive radius 8, so L 140 < O 128 + 16 lets padding reach the outputs
+    add(name="pmodel init warns when padding reaches the outputs", prog="pmodel",
+        args=["init", "--model_folder", "short", "--num_blocks", "4", "--model_dim", "8",
+              "--input_length", "140", "--output_length", "128", "--output_dims", "2"], rc=0,
+        err=r"input_length 140 < output_length 128 \+ 2 x receptive radius 8")
     add(name="pmodel info unknown option", prog="pmodel",
         args=["info", "--model_folder", os.path.join(SHARED, "m"), "--bogus_opt"], rc=2,
         err=r"--bogus_opt")

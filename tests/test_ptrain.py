@@ -351,6 +351,13 @@ def test_resume(ck, tmp, exe, h5):
     with open(os.path.join(a, "logs.csv"), "rb") as fa, open(os.path.join(b, "logs.csv"),
                                                             "rb") as fb:
         ck.check(fa.read() == fb.read(), "resume: logs.csv identical to the straight run")
+    # --resume of a finished run: exit 0, says so, trains nothing (logs.csv unchanged)
+    before = open(os.path.join(b, "logs.csv"), "rb").read()
+    pc = run([exe, *ptrain_args(b, h5, resume=True, **dict(opts, quiet=False))])
+    ck.check(pc.returncode == 0 and "all 3 epochs already done" in pc.stderr and
+             open(os.path.join(b, "logs.csv"), "rb").read() == before,
+             f"resume: --resume of a finished run exits 0 (got {pc.returncode}), says all 3 "
+             f"epochs are done, and leaves logs.csv as it was")
     return a
 
 
@@ -508,7 +515,10 @@ def test_bad_input(ck, tmp, exe, syn, ppreprocess, h5, run_folder):
     for label, extra, culprits in (
             ("rerun into a run folder without --resume", {}, [run_folder]),
             ("--resume with another --batch_size", dict(resume=True, batch_size=4),
-             ["--batch_size"])):
+             ["--batch_size"]),
+            ("--resume with another --model_dim (named, with the saved value)",
+             dict(resume=True, model_dim=2 * SMALL["model_dim"]),
+             ["--model_dim %d, saved %d" % (2 * SMALL["model_dim"], SMALL["model_dim"])])):
         o = dict(small)
         o.update(extra)
         proc, codes = run_ranks(exe, ptrain_args(run_folder, h5, **o), 2, rc_dir)

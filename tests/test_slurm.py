@@ -48,6 +48,8 @@ Checks:
  8. Without Slurm: `OVERWRITE=1 NP=2 bash slurm/precompute_all_snvs.sh` (no SLURM_* variables)
     launches `mpirun --oversubscribe -np 2`, exits 0, and rewrites OUT with the same content
     (decompressed bytes equal: each site's scores do not depend on which rank computed them).
+ 9. Without Slurm, a user's own inputs and no CONFIG: `bash slurm/preprocess.sh` must not apply
+    the demo's config (the manifest has ppreprocess's windows 32768 / 16384, not 1024 / 512).
 The whole script takes 8-15 s on the 2-core build machine (the cluster starts in ~1 s; each
 job returns 2-4 s after submission, as sbatch --wait polls every 2 s).
 Usage: /usr/bin/python3 tests/test_slurm.py --bin BUILD_DIR
@@ -348,6 +350,25 @@ def bash_script(name, env_extra, timeout=120):
     return p
 
 
+def check_config_default(ck, tmp, bin_dir):
+    """slurm/preprocess.sh on a user's own inputs (not the demo's) and no CONFIG: the demo's
+    config must not apply, so the shards get ppreprocess's own windows (32768 / 16384), not the
+    demo's 1024 / 512, and the script says it passes no config."""
+    synth = os.path.join(tmp, "synth")
+    shards = os.path.join(tmp, "shards_own")
+    env = {"BIN": bin_dir, "TSS_FILE": f"{synth}/tss.tsv", "FASTA_FILE": f"{synth}/genome.fa",
+           "BIGWIG_FILES": f"{synth}/tracks.tsv", "H5_FOLDER": shards, "NP": "1"}
+    p = bash_script("preprocess.sh", env)
+    man = os.path.join(shards, "manifest.tsv")
+    if not ck.check(p.returncode == 0 and os.path.isfile(man),
+                    f"own inputs, no CONFIG: preprocess.sh exits 0 (got {p.returncode})"):
+        return
+    text = open(man).read()
+    ck.check("# input_length = 32768" in text and "# output_length = 16384" in text,
+             "own inputs, no CONFIG: ppreprocess's default windows, not the demo config's")
+    ck.check("no config file" in p.stdout, "own inputs, no CONFIG: the script says so")
+
+
 def main():
     pprecompute = H.exe_from_args(__doc__, "pprecompute")
     bin_dir = os.path.dirname(pprecompute)
@@ -368,6 +389,7 @@ def main():
                 check_precompute(cluster, ck, tmp, bin_dir, rng)
         except S.ClusterError as e:
             ck.check(False, f"the test Slurm cluster runs: {e}")
+        check_config_default(ck, tmp, bin_dir)
     print(f"test_slurm: {time.time() - t0:.1f} s")
     return ck.finish()
 
